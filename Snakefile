@@ -1,0 +1,28 @@
+# SDS-CLIP and CLIP-TD pipeline. Thin on purpose: configuration, validation, rule files, targets.
+# Every computation lives in the package `pipeline_steps`; see README.md and workflow/rules/.
+
+from snakemake.utils import min_version, validate
+
+from pipeline_steps.config import validate as validate_params
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+# Our validator first: its errors name the key path (splits.lowshot.fractions[2]: ...).
+validate_params(config, "configuration (params.yaml + --configfile/--config overrides)")
+validate(config, "workflow/schemas/params.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/splits.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.data_all.input,
+        rules.splits_all.input,

@@ -1,0 +1,82 @@
+"""Loading and validating params.yaml against ``workflow/schemas/params.schema.yaml``.
+
+Snakemake validates the same file with the same schema at start-up; the Python steps validate
+again, so a step run by hand gets the same errors.  Every error names the key path, e.g.
+``splits.lowshot.fractions[2]: 1.5 is greater than the maximum of 1``.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
+
+
+class ParamsError(ValueError):
+    """params.yaml (or an override) has a wrong key or value."""
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def key_path(parts) -> str:
+    """['splits', 'lowshot', 'fractions', 2] -> 'splits.lowshot.fractions[2]'."""
+    text = ""
+    for p in parts:
+        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
+    return text or "(top level)"
+
+
+def validation_errors(params: Any) -> list[str]:
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    return [f"{key_path(e.absolute_path)}: {e.message}" for e in errors]
+
+
+def validate(params: Any, source: str = "params") -> dict:
+    errors = validation_errors(params)
+    if errors:
+        raise ParamsError(f"invalid {source}:\n  " + "\n  ".join(errors))
+    return params
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Override nested keys the way Snakemake merges --configfile files: dicts merge, the rest replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load(*paths: str | Path) -> dict:
+    """Read one or more YAML files (later ones override earlier ones) and validate the result."""
+    if not paths:
+        raise ParamsError("no params file given")
+    params: dict = {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ParamsError(f"params file {path} not found")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ParamsError(f"{path} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ParamsError(f"{path}: expected a mapping of keys at the top level")
+        params = deep_merge(params, data)
+    return validate(params, " + ".join(str(p) for p in paths))
+
+
+def dump(params: dict) -> str:
+    return yaml.safe_dump(params, sort_keys=True)

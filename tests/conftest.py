@@ -1,0 +1,69 @@
+"""Shared fixtures: a small synthetic world, and copies of the project to run the workflow in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline_steps.config import deep_merge
+
+REPO = Path(__file__).resolve().parent.parent
+SMOKE_PARAMS = REPO / "tests" / "smoke-params.yaml"
+# What a workflow run needs from the repository (data, logs and caches are left behind).
+PROJECT_FILES = ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".dvc/config", "workflow",
+                 "profiles", "pipeline_steps", "tests/smoke-params.yaml", "pyproject.toml")
+
+
+def smoke_params() -> dict:
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    return deep_merge(base, yaml.safe_load(SMOKE_PARAMS.read_text()))
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory) -> tuple[dict, Path]:
+    """(synthetic config, raw root) of a small world with every raw source written once."""
+    from pipeline_steps.data.synthetic import SOURCES, synthesize
+
+    cfg = smoke_params()["synthetic"]
+    root = tmp_path_factory.mktemp("raw")
+    for source in SOURCES:
+        synthesize(source, cfg, root / source)
+    return cfg, root
+
+
+def copy_project(dest: Path, smoke: bool = True) -> Path:
+    """A copy of the project in ``dest`` with params.yaml set to the smoke-size world."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = REPO / name
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, target)
+    if smoke:
+        (dest / "params.yaml").write_text(yaml.safe_dump(smoke_params(), sort_keys=False))
+    return dest
+
+
+def run(cmd: list[str], cwd: Path, timeout: float = 900, check: bool = True,
+        env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a command, failing the test with its output when it exits non-zero."""
+    full_env = {**os.environ, **(env or {})}
+    # the copy's own package must win over any other checkout on sys.path
+    full_env["PYTHONPATH"] = str(cwd)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}"
+                    f"\n--- stderr\n{proc.stderr[-6000:]}")
+    return proc
+
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
