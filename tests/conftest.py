@@ -67,3 +67,11 @@ def run(cmd: list[str], cwd: Path, timeout: float = 900, check: bool = True,
 
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+@pytest.fixture(scope="session")
+def local_run(tmp_path_factory) -> Path:
+    """A project copy on which `snakemake --cores 2` ran the smoke-size pipeline."""
+    project = copy_project(tmp_path_factory.mktemp("local") / "project")
+    run(SNAKEMAKE + ["--cores", "2"], cwd=project)
+    return project

@@ -1,0 +1,67 @@
+"""DVC runs the Snakemake targets: its stages' outs equal the targets' outputs, and `dvc repro` works."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from conftest import SNAKEMAKE, copy_project, run
+from pipeline_steps.io import tree_digest
+
+
+def stage_outs(project: Path) -> list[tuple[str, str, list[str]]]:
+    """(stage, snakemake target, outs) in dvc.yaml order, with ${paths.*} filled from params."""
+    dvc = yaml.safe_load((project / "dvc.yaml").read_text())
+    paths = yaml.safe_load((project / "params.yaml").read_text())["paths"]
+    stages = []
+    for name, stage in dvc["stages"].items():
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
+        outs = [o.replace("${paths.", "").rstrip("}") for o in outs]
+        stages.append((name, stage["cmd"].split()[-1], [paths.get(o, o) for o in outs]))
+    return stages
+
+
+def snakemake_outputs(project: Path, target: str) -> set[str]:
+    proc = run(SNAKEMAKE + [target, "--summary"], cwd=project)
+    lines = proc.stdout.strip().splitlines()[1:]
+    return {line.split("\t")[0] for line in lines}
+
+
+def test_dvc_stage_outs_equal_the_outputs_of_their_snakemake_targets(tmp_path):
+    project = copy_project(tmp_path / "project")
+    earlier: set[str] = set()
+    for name, target, outs in stage_outs(project):
+        own = snakemake_outputs(project, target) - earlier
+        assert own, f"stage {name}: target {target} has no outputs of its own"
+        for output in own:
+            assert any(output == o or output.startswith(o + "/") for o in outs), \
+                f"stage {name}: {output} (from {target}) is not under any DVC out {outs}"
+        for o in outs:
+            assert any(x == o or x.startswith(o + "/") for x in own), \
+                f"stage {name}: DVC out {o} holds no output of {target}"
+        earlier |= own
+
+
+def git(project: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
+
+
+def test_dvc_repro_in_a_git_repo_produces_the_same_files_and_a_lock(tmp_path, local_run):
+    project = copy_project(tmp_path / "project")
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "project")
+    proc = run(["dvc", "repro"], cwd=project)
+    assert "Running stage 'data'" in proc.stdout and "Running stage 'splits'" in proc.stdout
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert set(lock["stages"]) == {"data", "splits"}
+    assert {o["path"] for o in lock["stages"]["splits"]["outs"]} == {"data/splits"}
+    assert lock["stages"]["splits"]["params"]["params.yaml"]["splits"]["lowshot"]["seeds"] == [0, 1]
+    for out in ("data/prepared", "data/splits"):
+        assert tree_digest(project / out) == tree_digest(local_run / out), out
+    status = run(["dvc", "status"], cwd=project)
+    assert "Data and pipelines are up to date" in status.stdout
+    again = run(["dvc", "repro"], cwd=project)
+    assert "didn't change, skipping" in again.stdout and "Running stage" not in again.stdout

@@ -1,0 +1,47 @@
+"""The same pipeline through `snakemake --profile profiles/slurm` on the local SLURM cluster."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import REPO, SNAKEMAKE, copy_project, run
+from pipeline_steps.io import tree_digest
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if shutil.which("sbatch") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the SLURM tests: install slurm (see .ci/run)")
+        pytest.skip("SLURM is not installed here (see tests/slurm/start-cluster.sh)")
+    proc = subprocess.run(["bash", str(REPO / "tests/slurm/start-cluster.sh")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def scontrol_job(job_id: str) -> dict[str, str]:
+    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
+    return dict(re.findall(r"(\w+)=(\S+)", out))
+
+
+def test_profile_runs_every_job_through_slurm(cluster, tmp_path, local_run):
+    project = copy_project(tmp_path / "project")
+    run(SNAKEMAKE + ["--profile", "profiles/slurm"], cwd=project, timeout=1200)
+    for out in ("data/prepared", "data/splits"):
+        assert tree_digest(project / out) == tree_digest(local_run / out), out
+    # one SLURM log per job, named by its SLURM job id; the controller knows each job
+    logs = sorted((project / "logs/slurm").glob("rule_*/**/*.log"))
+    rules = {p.relative_to(project / "logs/slurm").parts[0] for p in logs}
+    assert rules == {"rule_synthesize", "rule_prepare", "rule_splits", "rule_splits_summary"}
+    for log in logs:
+        job = scontrol_job(log.stem)
+        assert job["JobState"] == "COMPLETED", (log, job)
+        assert job["Partition"] == "main" and job["WorkDir"] == str(project)
+    assert len(logs) == 8 + 10 + 3 + 1

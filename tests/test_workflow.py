@@ -1,0 +1,95 @@
+"""`snakemake --cores 2` runs the data and splits stages end to end at smoke size."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+
+from conftest import SNAKEMAKE, copy_project, run, smoke_params
+from pipeline_steps.data.registry import PREPARED_DATASETS, TASKS
+from pipeline_steps.data.synthetic import SOURCES
+from pipeline_steps.splits import split_names
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    table = dry_run_output.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_pipeline_produces_prepared_data_and_splits(local_run):
+    for source in SOURCES:
+        assert (local_run / "data/raw" / source / "SYNTHETIC.json").is_file()
+    for dataset in PREPARED_DATASETS:
+        root = local_run / "data/prepared" / dataset
+        assert (root / "records.jsonl").stat().st_size > 0
+        assert (root / "images.parquet").is_file() and list(root.glob("images-*.tar"))
+    cfg = smoke_params()["splits"]
+    for task in TASKS:
+        written = sorted(p.stem for p in (local_run / "data/splits" / task).glob("*.json"))
+        assert written == sorted(split_names(task, cfg))
+    summary = (local_run / "data/splits/summary.csv").read_text().splitlines()
+    assert len(summary) == 1 + sum(len(split_names(t, cfg)) for t in TASKS)
+    # every job left its log and benchmark
+    assert (local_run / "logs/prepare/vqa.log").read_text().count("prepared vqa") == 1
+    assert (local_run / "benchmarks/splits/vcr.tsv").read_text().startswith("s\t")
+
+
+def test_a_second_run_has_nothing_to_do(local_run):
+    proc = run(SNAKEMAKE + ["--cores", "2", "-n"], cwd=local_run)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_changing_a_param_reruns_only_the_jobs_that_read_it(local_run, tmp_path):
+    override = tmp_path / "more-seeds.yaml"
+    override.write_text("splits: {lowshot: {seeds: [0, 1, 2]}}\n")
+    proc = run(SNAKEMAKE + ["--cores", "2", "-n", "--configfile", str(override)], cwd=local_run)
+    assert job_counts(proc.stdout) == {"splits": len(TASKS), "splits_summary": 1, "all": 1}
+    override.write_text("synthetic: {vcr: {movies: 5}}\n")
+    proc = run(SNAKEMAKE + ["--cores", "2", "-n", "--configfile", str(override)], cwd=local_run)
+    assert job_counts(proc.stdout) == {"synthesize": 1, "prepare": 1, "splits": 1, "splits_summary": 1,
+                                       "all": 1}
+
+
+def test_workflow_is_lint_clean(local_run):
+    proc = run(SNAKEMAKE + ["--lint"], cwd=local_run)
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_steps_run_by_hand_with_explicit_paths(local_run, tmp_path):
+    step = [sys.executable, "-m", "pipeline_steps"]
+    params = str(local_run / "params.yaml")
+    proc = run(step + ["--help"], cwd=local_run)
+    for name in ("synthesize", "prepare", "splits", "splits-summary", "validate-params"):
+        assert name in proc.stdout
+    shutil.copytree(local_run / "data/raw/snli_ve", tmp_path / "raw/snli_ve")
+    shutil.copytree(local_run / "data/raw/flickr30k", tmp_path / "raw/flickr30k")
+    run(step + ["prepare", "--params", params, "--dataset", "snli_ve", "--raw", str(tmp_path / "raw"),
+                "--out", str(tmp_path / "snli_ve")], cwd=local_run)
+    assert (tmp_path / "snli_ve/records.jsonl").read_bytes() == \
+        (local_run / "data/prepared/snli_ve/records.jsonl").read_bytes()
+    # a bad record: one line on stderr naming file, line and field; exit status 1; no output
+    jsonl = tmp_path / "raw/snli_ve/snli_ve_test.jsonl"
+    lines = jsonl.read_text().splitlines()
+    lines[4] = lines[4].replace('"sentence2"', '"sentence_2"')
+    jsonl.write_text("\n".join(lines) + "\n")
+    proc = run(step + ["prepare", "--params", params, "--dataset", "snli_ve", "--raw",
+                       str(tmp_path / "raw"), "--out", str(tmp_path / "again")], cwd=local_run, check=False)
+    assert proc.returncode == 1
+    assert f"error: prepare: {jsonl}: line 5: field 'sentence2': missing" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "again").exists()
+
+
+def test_paper_mode_reads_placed_raw_data_instead_of_synthesizing(local_run, tmp_path):
+    project = copy_project(tmp_path / "paper")
+    override = tmp_path / "paper.yaml"
+    override.write_text("mode: paper\n")
+    shutil.copytree(local_run / "data/raw/winoground", project / "data/raw/winoground")
+    proc = run(SNAKEMAKE + ["data/prepared/winoground", "--cores", "2", "--configfile", str(override)],
+               cwd=project)
+    assert job_counts(proc.stdout + proc.stderr) == {"prepare": 1}
+    assert (project / "data/prepared/winoground/records.jsonl").is_file()
+    proc = run(SNAKEMAKE + ["data/prepared/vqa", "-n", "--configfile", str(override)], cwd=project,
+               check=False)
+    assert proc.returncode != 0 and "data/raw/vqa" in proc.stdout + proc.stderr
