@@ -130,7 +130,8 @@ def build(dataset: str, prepared: str | Path, out: str | Path, splits_cfg: dict)
     label = task["label"]
     with PreparedDataset(prepared) as data:
         records = list(data.records())
-        domain_of = {r["id"]: data.domain(r["image"]) for r in records}
+        domain_by_image = data.index["domain"].to_dict()
+    domain_of = {r["id"]: domain_by_image[r["image"]] for r in records}
     by_id = {r["id"]: r for r in records}
     train_recs = [r for r in records if r["split"] == task["train"]]
     eval_recs = [r for r in records if r["split"] == task["eval"]]

@@ -40,8 +40,13 @@ def test_profile_runs_every_job_through_slurm(cluster, tmp_path, local_run):
     logs = sorted((project / "logs/slurm").glob("rule_*/**/*.log"))
     rules = {p.relative_to(project / "logs/slurm").parts[0] for p in logs}
     assert rules == {"rule_synthesize", "rule_prepare", "rule_splits", "rule_splits_summary"}
+    # each job asked SLURM for its rule's resources (profile set-resources overrides the rule)
+    expected = {"rule_synthesize": ("2000M", "00:30:00"), "rule_prepare": ("4000M", "02:00:00"),
+                "rule_splits": ("2000M", "00:30:00"), "rule_splits_summary": ("1000M", "00:10:00")}
     for log in logs:
         job = scontrol_job(log.stem)
         assert job["JobState"] == "COMPLETED", (log, job)
         assert job["Partition"] == "main" and job["WorkDir"] == str(project)
+        rule = log.relative_to(project / "logs/slurm").parts[0]
+        assert (job["MinMemoryNode"], job["TimeLimit"]) == expected[rule], (log, job)
     assert len(logs) == 8 + 10 + 3 + 1
