@@ -19,6 +19,10 @@ validate(config, "workflow/schemas/params.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/splits.smk"
+include: "workflow/rules/pretrained.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/sds_clip.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
@@ -26,3 +30,7 @@ rule all:
     input:
         rules.data_all.input,
         rules.splits_all.input,
+        rules.pretrained_all.input,
+        rules.features_all.input,
+        rules.sds_clip_all.input,
+        rules.evaluate_all.input,

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from . import config
+from .errors import StepError
 
 log = logging.getLogger("pipeline_steps")
 
@@ -46,6 +47,77 @@ def _splits_summary(params: dict, args: argparse.Namespace) -> None:
     log.info("summarised %d splits", len(table))
 
 
+def _threads(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+
+
+def _pretrain_clip(params: dict, args: argparse.Namespace) -> None:
+    from .train.pretrain import pretrain_clip
+
+    _threads(args)
+    pretrain_clip(params["models"]["clip"][args.name], params["pretrain"]["clip"], args.prepared,
+                  args.out, args.work, params["pretrain"]["seed"])
+
+
+def _pretrain_diffusion(params: dict, args: argparse.Namespace) -> None:
+    from .train.pretrain import pretrain_diffusion
+
+    _threads(args)
+    pretrain_diffusion(params["models"]["diffusion"]["tiny"], params["pretrain"]["diffusion"],
+                       args.prepared, args.out, args.work, params["pretrain"]["seed"])
+
+
+def _fetch_pretrained(params: dict, args: argparse.Namespace) -> None:
+    from .models.fetch import fetch_clip, fetch_diffusion
+
+    if args.kind == "clip":
+        spec = params["models"]["clip"][args.name]
+        fetch_clip(spec["architecture"], spec["pretrained"], args.out)
+    else:
+        spec = params["models"]["diffusion"]
+        fetch_diffusion(spec["hub_id"], spec["revision"], args.out)
+
+
+def _cache_text_states(params: dict, args: argparse.Namespace) -> None:
+    from .features import cache_text_states
+
+    _threads(args)
+    summary = cache_text_states(args.teacher, args.prepared, args.out)
+    log.info("cached %d caption states %s", summary["captions"], summary["shape"])
+
+
+def _train_sds_clip(params: dict, args: argparse.Namespace) -> None:
+    from .train.sds_clip import train_sds_clip
+
+    _threads(args)
+    train_sds_clip(params["sds_clip"], args.lam, args.seed, args.clip, args.teacher, args.text_cache,
+                   args.prepared, args.out, args.work)
+
+
+def _evaluate_clip(params: dict, args: argparse.Namespace) -> None:
+    from .evaluate.compositional import evaluate_clip
+    from .io import atomic_dir, dumps_json
+    from .train.loop import device_for
+
+    _threads(args)
+    reports = evaluate_clip(args.model, args.prepared, params["evaluate"], device_for())
+    with atomic_dir(args.out) as tmp:
+        for name, report in reports.items():
+            (tmp / f"{name}.json").write_text(dumps_json(report))
+
+
+def _teacher_score(params: dict, args: argparse.Namespace) -> None:
+    from .evaluate.teacher_score import teacher_winoground
+    from .io import atomic_write_json
+    from .train.loop import device_for
+
+    _threads(args)
+    atomic_write_json(args.out, teacher_winoground(args.teacher, args.prepared, params["evaluate"],
+                                                   device_for()))
+
+
 def _validate_params(params: dict, args: argparse.Namespace) -> None:
     print(f"params are valid (mode: {params['mode']})")
 
@@ -55,6 +127,13 @@ STEPS = {
     "prepare": (_prepare, "normalise a raw dataset into records + image shards"),
     "splits": (_splits, "write the low-shot and domain-shift splits of a task dataset"),
     "splits-summary": (_splits_summary, "tabulate the sizes and label distributions of all splits"),
+    "pretrain-clip": (_pretrain_clip, "train a tiny CLIP from scratch (synthetic world)"),
+    "pretrain-diffusion": (_pretrain_diffusion, "train the tiny diffusion teacher (synthetic world)"),
+    "fetch-pretrained": (_fetch_pretrained, "download published CLIP / SD weights (paper mode)"),
+    "cache-text-states": (_cache_text_states, "cache the frozen SD text-encoder states of captions"),
+    "train-sds-clip": (_train_sds_clip, "fine-tune CLIP with L_CLIP + lambda * L_SDS"),
+    "evaluate-clip": (_evaluate_clip, "Winoground, ARO, SugarCrepe and zero-shot for one CLIP"),
+    "teacher-score": (_teacher_score, "the diffusion teacher's own Winoground score"),
     "validate-params": (_validate_params, "check params file(s) against the schema"),
 }
 
@@ -83,6 +162,33 @@ def build_parser() -> argparse.ArgumentParser:
     parsers["splits-summary"].add_argument("split_dirs", nargs="+", type=Path)
     parsers["splits-summary"].add_argument("--csv", required=True, type=Path)
     parsers["splits-summary"].add_argument("--markdown", required=True, type=Path)
+    for name in ("pretrain-clip", "pretrain-diffusion", "cache-text-states", "train-sds-clip",
+                 "evaluate-clip", "teacher-score"):
+        parsers[name].add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    for name in ("pretrain-clip", "pretrain-diffusion", "train-sds-clip"):
+        parsers[name].add_argument("--work", required=True, type=Path,
+                                   help="checkpoints and logs that survive a failed or preempted job")
+    for name in ("pretrain-clip", "pretrain-diffusion", "cache-text-states", "train-sds-clip"):
+        parsers[name].add_argument("--prepared", required=True, type=Path, help="prepared COCO captions")
+    for name in ("pretrain-clip", "pretrain-diffusion", "fetch-pretrained", "cache-text-states",
+                 "train-sds-clip", "evaluate-clip", "teacher-score"):
+        parsers[name].add_argument("--out", required=True, type=Path)
+    parsers["pretrain-clip"].add_argument("--name", required=True, help="a key of models.clip")
+    parsers["fetch-pretrained"].add_argument("--kind", required=True, choices=["clip", "diffusion"])
+    parsers["fetch-pretrained"].add_argument("--name", help="a key of models.clip (kind clip)")
+    parsers["cache-text-states"].add_argument("--teacher", required=True, type=Path)
+    p = parsers["train-sds-clip"]
+    p.add_argument("--lam", required=True, type=float, help="weight of L_SDS (0: the control)")
+    p.add_argument("--seed", required=True, type=int)
+    p.add_argument("--clip", required=True, type=Path, help="open_clip folder of the base CLIP")
+    p.add_argument("--teacher", required=True, type=Path)
+    p.add_argument("--text-cache", required=True, type=Path)
+    parsers["evaluate-clip"].add_argument("--model", required=True, type=Path, help="open_clip folder")
+    parsers["evaluate-clip"].add_argument("--prepared", required=True, type=Path, nargs="+",
+                                          help="prepared benchmark datasets (found by folder name)")
+    parsers["teacher-score"].add_argument("--teacher", required=True, type=Path)
+    parsers["teacher-score"].add_argument("--prepared", required=True, type=Path,
+                                          help="prepared Winoground")
     return parser
 
 
@@ -97,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         STEPS[args.step][0](params, args)
-    except (ValueError, FileNotFoundError) as e:
+    except (StepError, ValueError, FileNotFoundError, KeyError, FloatingPointError) as e:
         # data and configuration problems: one clear line, no traceback
         print(f"error: {args.step}: {e}", file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..io import atomic_dir, dumps_json, write_jsonl
-from . import aro, coco, snli_ve, sugarcrepe, vcr, vqa, winoground
+from . import aro, coco, imagefolder, snli_ve, sugarcrepe, vcr, vqa, winoground
 from .registry import PREPARED_FROM
 from .shards import RECORDS, ShardWriter
 
@@ -102,6 +102,15 @@ def _vcr(raw: Path) -> Iterator[Item]:
                     "rationale_label": it.rationale_label}, [(key, it.image)])
 
 
+def _class_folders(name: str) -> Callable[[Path], Iterator[Item]]:
+    def items(raw: Path) -> Iterator[Item]:
+        _, images = imagefolder.load(raw / "zeroshot" / name)
+        for n, it in enumerate(images):
+            key = f"{name}/{it.rel_path}"
+            yield {"id": str(n), "split": "test", "image": key, "label": it.label}, [(key, it.image)]
+    return items
+
+
 ITEMS: dict[str, Callable[[Path], Iterator[Item]]] = {
     "coco": _coco,
     "winoground": _winoground,
@@ -113,6 +122,8 @@ ITEMS: dict[str, Callable[[Path], Iterator[Item]]] = {
     "vqa": _vqa,
     "snli_ve": _snli_ve,
     "vcr": _vcr,
+    "zeroshot_shapes": _class_folders("shapes"),
+    "zeroshot_colors": _class_folders("colors"),
 }
 assert set(ITEMS) == set(PREPARED_FROM)
 

@@ -7,7 +7,8 @@ SNLI-VE needs Flickr30k, ...).
 
 from __future__ import annotations
 
-RAW_SOURCES = ("coco", "flickr30k", "winoground", "aro", "sugarcrepe", "vqa", "snli_ve", "vcr")
+RAW_SOURCES = ("coco", "flickr30k", "winoground", "aro", "sugarcrepe", "vqa", "snli_ve", "vcr",
+               "zeroshot")
 
 # prepared dataset -> raw sources it is built from
 PREPARED_FROM: dict[str, tuple[str, ...]] = {
@@ -21,6 +22,8 @@ PREPARED_FROM: dict[str, tuple[str, ...]] = {
     "vqa": ("vqa", "coco"),
     "snli_ve": ("snli_ve", "flickr30k"),
     "vcr": ("vcr",),
+    "zeroshot_shapes": ("zeroshot",),
+    "zeroshot_colors": ("zeroshot",),
 }
 
 PREPARED_DATASETS = tuple(PREPARED_FROM)

@@ -61,13 +61,13 @@ class Scene:
     domain: str
     background: tuple[int, int, int]
     a: Obj
-    b: Obj
+    b: Obj | None  # None in single-object scenes (zero-shot classification images)
     relation: str
     extras: tuple[Obj, ...]
 
     @property
     def objects(self) -> tuple[Obj, ...]:
-        return (self.a, self.b) + self.extras
+        return tuple(o for o in (self.a, self.b) if o is not None) + self.extras
 
     def count(self, shape: str) -> int:
         return sum(o.shape == shape for o in self.objects)
@@ -123,6 +123,16 @@ def make_scene(seed: int, image_set: str, index: int, domain: str | None = None)
         extras.append(Obj(color, shape, "small", free[int(cell_index)]))
     background = tuple(int(v) for v in rng.integers(150, 240, size=3))
     return Scene(f"{image_set}/{index}", domain, background, a, b, relation, tuple(extras))
+
+
+def single_object_scene(seed: int, image_set: str, index: int, color: str, shape: str) -> Scene:
+    """One object of the given colour and shape at a random cell: a zero-shot classification image."""
+    rng = rng_for(seed, "single", image_set, index)
+    domain = DOMAINS[int(rng.integers(len(DOMAINS)))]
+    cell = (int(rng.integers(3)), int(rng.integers(3)))
+    obj = Obj(color, shape, SIZES[int(rng.integers(2))], cell)
+    background = tuple(int(v) for v in rng.integers(150, 240, size=3))
+    return Scene(f"{image_set}/{index}", domain, background, obj, None, "", ())
 
 
 def _shape_points(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:

@@ -16,6 +16,8 @@ vqa           ``v2_OpenEnded_mscoco_{train2014,val2014}_questions.json``,
               ``v2_mscoco_{train2014,val2014}_annotations.json`` (images are COCO 2014)
 snli_ve       ``snli_ve_{train,dev,test}.jsonl`` (images are Flickr30k)
 vcr           ``{train,val,test}.jsonl`` + ``vcr1images/<movie dir>/<image>.{jpg,json}``
+zeroshot      ``<dataset>/<class>/<image>.png`` class folders (the ImageNet/CIFAR folder layout):
+              ``shapes`` (one class per shape) and ``colors`` (one class per colour)
 ============  =====================================================================================
 
 Sources that refer to another source's images (sugarcrepe, vqa, snli_ve, ARO's order sets) derive
@@ -31,9 +33,11 @@ from typing import Any
 
 from ..io import atomic_dir, dumps_json, write_jsonl
 from . import grammar
-from .scenes import Scene, encode, make_scene, object_box, render, rng_for
+from .scenes import (COLORS, SHAPES, Scene, encode, make_scene, object_box, render, rng_for,
+                     single_object_scene)
 
-SOURCES = ("coco", "flickr30k", "winoground", "aro", "sugarcrepe", "vqa", "snli_ve", "vcr")
+SOURCES = ("coco", "flickr30k", "winoground", "aro", "sugarcrepe", "vqa", "snli_ve", "vcr",
+           "zeroshot")
 
 # The keys of the ``synthetic`` params section that each source reads (besides seed and image size):
 # a change elsewhere does not regenerate it.
@@ -42,7 +46,7 @@ SOURCE_KEYS = {
     for source, keys in {
         "coco": ("coco",), "flickr30k": ("flickr30k",), "winoground": ("winoground",),
         "aro": ("aro",), "sugarcrepe": ("coco", "sugarcrepe"), "vqa": ("coco", "vqa"),
-        "snli_ve": ("flickr30k", "snli_ve"), "vcr": ("vcr",),
+        "snli_ve": ("flickr30k", "snli_ve"), "vcr": ("vcr",), "zeroshot": ("zeroshot",),
     }.items()
 }
 
@@ -319,9 +323,21 @@ def write_vcr(w: _Writer) -> None:
         w.jsonl(f"{split}.jsonl", rows)
 
 
+def write_zeroshot(w: _Writer) -> None:
+    """Single-object images in class folders; each image shows exactly one class of each task."""
+    n = int(w.cfg["zeroshot"]["images_per_class"])
+    for i in range(n * len(SHAPES) * len(COLORS)):
+        color, shape = list(COLORS)[i % len(COLORS)], SHAPES[(i // len(COLORS)) % len(SHAPES)]
+        scene = single_object_scene(w.seed, "zeroshot", i, color, shape)
+        if i < n * len(SHAPES):
+            w.image(f"shapes/{shape}/{i:05d}.png", scene, fmt="png")
+        if i < n * len(COLORS):
+            w.image(f"colors/{color}/{i:05d}.png", scene, fmt="png")
+
+
 WRITERS = {"coco": write_coco, "flickr30k": write_flickr30k, "winoground": write_winoground,
            "aro": write_aro, "sugarcrepe": write_sugarcrepe, "vqa": write_vqa,
-           "snli_ve": write_snli_ve, "vcr": write_vcr}
+           "snli_ve": write_snli_ve, "vcr": write_vcr, "zeroshot": write_zeroshot}
 
 
 def synthesize(source: str, cfg: dict, out: str | Path) -> Path:

@@ -1,0 +1,1 @@
+"""Model builders: CLIP (open_clip), the diffusion teacher (diffusers), the VL student."""

@@ -1,0 +1,78 @@
+"""CLIP through open_clip: published architectures and tags, tiny configs, offline local folders.
+
+A model is named by ``(architecture, pretrained)``:
+
+- ``("ViT-B-32", "openai")``: a published tag (downloaded into the HF cache when online).  OpenAI
+  and LAION-400M weights were trained with QuickGELU, which open_clip does not switch on by itself:
+  :func:`needs_quick_gelu` decides and :func:`load_clip` passes ``force_quick_gelu``.
+- ``("TinyCLIP-64", None)``: a config shipped in ``pipeline_steps/models/configs`` (random init).
+- ``("local-dir:/path", None)``: a folder with ``open_clip_config.json`` + weights, as written by
+  :func:`save_clip`; loads with no network.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import open_clip
+import torch
+from safetensors.torch import save_file
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+QUICK_GELU_TAGS = ("openai", "laion400m_e31", "laion400m_e32", "yfcc15m", "cc12m", "metaclip_400m",
+                   "metaclip_fullcc")
+_registered = False
+
+
+def register_tiny_configs() -> None:
+    """Make the package's tiny architectures known to open_clip (once per process)."""
+    global _registered
+    if not _registered:
+        open_clip.add_model_config(str(CONFIG_DIR))
+        _registered = True
+
+
+def needs_quick_gelu(architecture: str, pretrained: str | None) -> bool:
+    return bool(pretrained) and pretrained in QUICK_GELU_TAGS and "quickgelu" not in architecture
+
+
+def load_clip(architecture: str, pretrained: str | None = None, device: str = "cpu",
+              cache_dir: str | None = None):
+    """(model, preprocess_val, tokenizer) for an architecture name or a ``local-dir:`` folder."""
+    register_tiny_configs()
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        architecture, pretrained=pretrained, device=device, cache_dir=cache_dir,
+        force_quick_gelu=needs_quick_gelu(architecture, pretrained))
+    return model, preprocess, open_clip.get_tokenizer(architecture)
+
+
+def model_config(architecture: str) -> dict:
+    register_tiny_configs()
+    cfg = open_clip.get_model_config(architecture)
+    if cfg is None:
+        raise ValueError(f"unknown open_clip architecture {architecture!r}")
+    return cfg
+
+
+def save_clip(model: torch.nn.Module, model_cfg: dict, out_dir: str | Path,
+              preprocess_cfg: dict | None = None) -> Path:
+    """Write a folder that ``load_clip(f"local-dir:{out_dir}")`` reads offline."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, out_dir / "open_clip_model.safetensors")
+    (out_dir / "open_clip_config.json").write_text(json.dumps(
+        {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg or {}}, indent=2))
+    return out_dir
+
+
+def layernorm_parameters(model: torch.nn.Module, scope: str) -> list[tuple[str, torch.nn.Parameter]]:
+    """LayerNorm weights and biases of both towers (``both``) or the image tower (``image``)."""
+    if scope not in ("both", "image"):
+        raise ValueError(f"LayerNorm scope must be 'both' or 'image', not {scope!r}")
+    params = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.LayerNorm) and (scope == "both" or name.startswith("visual.")):
+            params += [(f"{name}.{p}", t) for p, t in module.named_parameters(recurse=False)]
+    return params

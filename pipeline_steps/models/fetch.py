@@ -1,0 +1,65 @@
+"""Paper mode: fetch published weights into ``models/pretrained/`` (run on a login node).
+
+CLIP weights come through open_clip's pretrained tags (Hugging Face hub), the diffusion teacher as
+a snapshot of an SD 1.x repository pinned to a revision.  ``HF_TOKEN`` is read from the
+environment and passed to the hub client only: it is never printed, logged or written.  When the
+hub cannot be reached the error says which folder to place by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import StepError
+from ..io import atomic_dir
+from .clip import load_clip, model_config, save_clip
+
+SD_FILES = ["model_index.json", "scheduler/*", "text_encoder/*.json", "text_encoder/*.safetensors",
+            "tokenizer/*", "unet/*.json", "unet/diffusion_pytorch_model.safetensors", "vae/*.json",
+            "vae/diffusion_pytorch_model.safetensors"]
+
+
+class FetchError(StepError):
+    """Published weights could not be fetched; the message says how to place them by hand."""
+
+
+def _scrub(message: str) -> str:
+    token = os.environ.get("HF_TOKEN")
+    return message.replace(token, "***") if token else message
+
+
+def fetch_clip(architecture: str, tag: str, out: str | Path) -> Path:
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as cache:
+        try:
+            model, _, _ = load_clip(architecture, tag, cache_dir=cache)
+        except Exception as e:  # noqa: BLE001 - hub and network errors come in many types
+            raise FetchError(
+                f"cannot fetch CLIP {architecture} ({tag}): {_scrub(str(e))[:300]}\n"
+                f"Offline? Place an open_clip folder at {out}/ with open_clip_config.json and "
+                f"open_clip_model.safetensors (see pipeline_steps.models.clip.save_clip), or run this "
+                f"step where the Hugging Face hub is reachable.") from None
+        with atomic_dir(out) as tmp:
+            save_clip(model, model_config(architecture), tmp)
+    return out
+
+
+def fetch_diffusion(hub_id: str, revision: str, out: str | Path) -> Path:
+    from huggingface_hub import snapshot_download
+
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        try:
+            snapshot_download(repo_id=hub_id, revision=revision, allow_patterns=SD_FILES,
+                              local_dir=tmp, token=os.environ.get("HF_TOKEN") or None)
+        except Exception as e:  # noqa: BLE001
+            raise FetchError(
+                f"cannot fetch {hub_id}@{revision}: {type(e).__name__}: {_scrub(str(e))[:300]}\n"
+                f"If the repository is gated, accept its licence on the hub and set HF_TOKEN. "
+                f"Offline? Place the diffusers folder (unet/, text_encoder/, tokenizer/, scheduler/, "
+                f"vae/) at {out}/ by hand.") from None
+        shutil.rmtree(tmp / ".cache", ignore_errors=True)
+    return out

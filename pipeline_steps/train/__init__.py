@@ -1,0 +1,1 @@
+"""Training: the shared loop, the synthetic-world teachers, SDS-CLIP and CLIP-TD."""

@@ -1,0 +1,234 @@
+"""The training loop every trainer shares: schedule, AMP, accumulation, checkpoints, resume, DDP.
+
+Determinism by construction: the examples of step ``s`` and every random draw inside it come
+from generators seeded by ``(seed, s)``, and the learning rate is a function of ``s``.  A resumed
+run therefore needs only the step, the weights and the optimizer state to continue exactly where
+an uninterrupted run would be.
+
+Checkpoints (``<out>/checkpoints/step-<n>/``): ``trainable.safetensors`` (every parameter that
+trains, by name) and ``optimizer.pt`` (loaded with ``weights_only=True``), written under a temporary
+name and renamed.  SIGTERM/SIGUSR1 (sent by SLURM before preemption) save a checkpoint after the
+current step and exit with status 75 so the job can be retried and resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+
+from ..data.scenes import rng_for
+from ..io import atomic_dir, atomic_write_json
+
+log = logging.getLogger(__name__)
+PREEMPTED_EXIT = 75  # EX_TEMPFAIL: "try again"
+
+
+@dataclass
+class LoopConfig:
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_accum: int = 1
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    compile: bool = False
+
+    @classmethod
+    def from_params(cls, section: dict, seed: int) -> "LoopConfig":
+        keys = cls.__dataclass_fields__
+        return cls(seed=seed, **{k: v for k, v in section.items() if k in keys and k != "seed"})
+
+
+def device_for(params_device: str = "auto") -> torch.device:
+    if params_device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(params_device)
+
+
+def lr_at(step: int, cfg: LoopConfig) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def batch_indices(step: int, n_items: int, batch_size: int, seed: int) -> np.ndarray:
+    """Indices of step ``step``'s examples: epochs are seeded permutations, the last partial batch
+    of an epoch is dropped."""
+    per_epoch = max(1, n_items // batch_size)
+    epoch, position = divmod(step, per_epoch)
+    order = rng_for(seed, "epoch", epoch).permutation(n_items)
+    if n_items < batch_size:
+        return order
+    return order[position * batch_size:(position + 1) * batch_size]
+
+
+def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(int(rng_for(seed, "step", step).integers(2**62)))
+    return g
+
+
+class Distributed:
+    """torchrun's environment (WORLD_SIZE, RANK): gradients are averaged by all-reduce."""
+
+    def __init__(self, device: torch.device):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, indices: np.ndarray) -> np.ndarray:
+        return indices[self.rank::self.world]
+
+    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        if self.world == 1:
+            return
+        for p in params:
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= self.world
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+class Trainer:
+    """Runs ``loss_fn(step, indices, generator) -> (loss, {name: float})`` for ``cfg.steps`` steps."""
+
+    def __init__(self, out_dir: str | Path, cfg: LoopConfig, named_params: dict[str, torch.nn.Parameter],
+                 n_items: int, loss_fn: Callable, device: torch.device, live_dir: str | Path | None = None):
+        self.out_dir = Path(out_dir)
+        self.cfg = cfg
+        self.named_params = named_params
+        self.params = list(named_params.values())
+        self.n_items = n_items
+        self.loss_fn = loss_fn
+        self.device = device
+        self.dist = Distributed(device)
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                           fused=device.type == "cuda")
+        self.live_dir = Path(live_dir) if live_dir else self.out_dir / "dvclive"
+        self._stop_signal: int | None = None
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    @property
+    def checkpoint_root(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+    def checkpoints(self) -> list[Path]:
+        if not self.checkpoint_root.is_dir():
+            return []
+        found = [p for p in self.checkpoint_root.glob("step-*") if (p / "state.json").is_file()]
+        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+    def save_checkpoint(self, step: int) -> None:
+        if not self.dist.main:
+            return
+        with atomic_dir(self.checkpoint_root / f"step-{step}") as tmp:
+            save_file({k: p.detach().cpu().contiguous() for k, p in self.named_params.items()},
+                      tmp / "trainable.safetensors")
+            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            atomic_write_json(tmp / "state.json", {"step": step})
+        for old in self.checkpoints()[:-self.cfg.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def load_latest(self) -> int:
+        """Restore the newest readable checkpoint; returns the step to continue from."""
+        for ckpt in reversed(self.checkpoints()):
+            try:
+                tensors = load_file(ckpt / "trainable.safetensors")
+                optimizer = torch.load(ckpt / "optimizer.pt", weights_only=True, map_location=self.device)
+            except Exception as e:  # noqa: BLE001 - a truncated file raises many types
+                log.warning("checkpoint %s is unreadable (%s); trying an older one", ckpt, e)
+                continue
+            missing = set(self.named_params) - set(tensors)
+            if missing:
+                raise ValueError(f"checkpoint {ckpt} lacks parameters: {sorted(missing)[:5]}")
+            with torch.no_grad():
+                for k, p in self.named_params.items():
+                    p.copy_(tensors[k].to(p.device, p.dtype))
+            self.optimizer.load_state_dict(optimizer)
+            step = int(json.loads((ckpt / "state.json").read_text())["step"])
+            log.info("resumed from %s", ckpt)
+            return step
+        return 0
+
+    # --- the loop ----------------------------------------------------------------------------------
+    def _on_signal(self, signum, _frame) -> None:
+        self._stop_signal = signum
+
+    def autocast(self):
+        use_bf16 = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.type == "cuda")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    def run(self) -> dict[str, float]:
+        from dvclive import Live
+
+        start = self.load_latest()
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self._on_signal)
+        live = Live(str(self.live_dir), resume=start > 0, save_dvc_exp=False, dvcyaml=False) \
+            if self.dist.main else None
+        last: dict[str, float] = {}
+        micro = max(1, self.cfg.batch_size // self.cfg.grad_accum)
+        for step in range(start, self.cfg.steps):
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr_at(step, self.cfg)
+            indices = self.dist.shard(batch_indices(step, self.n_items, self.cfg.batch_size, self.cfg.seed))
+            generator = step_generator(self.cfg.seed, step, self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            sums: dict[str, float] = {}
+            chunks = [indices[i:i + micro] for i in range(0, len(indices), micro)]
+            for chunk in chunks:
+                with self.autocast():
+                    loss, metrics = self.loss_fn(step, chunk, generator)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite loss {loss.item()} at step {step} ({metrics}); the last good "
+                        f"checkpoint is kept in {self.checkpoint_root}")
+                (loss / len(chunks)).backward()
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v / len(chunks)
+            self.dist.average_gradients(self.params)
+            self.optimizer.step()
+            last = {**sums, "lr": lr_at(step, self.cfg)}
+            done = step + 1
+            if live is not None and (done % self.cfg.log_every == 0 or done == self.cfg.steps):
+                live.step = done
+                for k, v in last.items():
+                    live.log_metric(f"train/{k}", v)
+                live.next_step()
+            if self._stop_signal is not None or done % self.cfg.checkpoint_every == 0:
+                self.save_checkpoint(done)
+            if self._stop_signal is not None:
+                log.warning("signal %d: checkpoint saved at step %d, exiting for a retry",
+                            self._stop_signal, done)
+                raise SystemExit(PREEMPTED_EXIT)
+        if live is not None:
+            live.end()
+        self.dist.barrier()
+        return last

@@ -1,0 +1,111 @@
+"""The synthetic world's teachers, trained from scratch on the synthetic COCO captions.
+
+No pretrained weights exist offline, so in synthetic mode the ``pretrained`` stage trains:
+
+- a tiny CLIP (open_clip architecture from params) with the symmetric InfoNCE loss;
+- a tiny text-conditioned diffusion teacher (UNet + its own CLIP text encoder) with the DDPM
+  noise-prediction loss, captions dropped 10% of the time (so it also models images without text).
+
+Each is a real training run of the shared loop (checkpoints, resume, dvclive curves) and ends in a
+folder that the paper-mode loaders read unchanged: an open_clip ``local-dir`` folder, and a
+diffusers-layout folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..io import atomic_dir, atomic_write_json
+from ..models.clip import load_clip, model_config, save_clip
+from ..models.diffusion import build_tiny_teacher, save_teacher
+from .data import CaptionedImages
+from .loop import LoopConfig, Trainer, device_for
+
+log = logging.getLogger(__name__)
+
+
+def clip_contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor,
+                          logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE over the batch (pairs on the diagonal)."""
+    image_emb = F.normalize(image_emb, dim=-1)
+    text_emb = F.normalize(text_emb, dim=-1)
+    logits = logit_scale.exp().clamp(max=100) * image_emb @ text_emb.T
+    target = torch.arange(len(logits), device=logits.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+def _finish(out: Path, work: Path, write_model, summary: dict) -> None:
+    """Write the model folder atomically, with the run's dvclive curves and a summary."""
+    with atomic_dir(out) as tmp:
+        write_model(tmp)
+        if (work / "dvclive").is_dir():
+            shutil.copytree(work / "dvclive", tmp / "dvclive")
+        atomic_write_json(tmp / "train_summary.json", summary)
+
+
+def pretrain_clip(spec: dict, train_cfg: dict, prepared_coco: str | Path, out: str | Path,
+                  work: str | Path, seed: int) -> dict:
+    """Train ``spec['architecture']`` from random init on the COCO train captions."""
+    device = device_for()
+    torch.manual_seed(seed)
+    model, preprocess, tokenizer = load_clip(spec["architecture"], None, device=str(device))
+    data = CaptionedImages(prepared_coco, "train")
+    cfg = LoopConfig.from_params(train_cfg, seed)
+
+    def loss_fn(step, indices, generator):
+        images = data.images(indices, preprocess).to(device)
+        texts = tokenizer(data.captions(indices)).to(device)
+        loss = clip_contrastive_loss(model.encode_image(images), model.encode_text(texts), model.logit_scale)
+        return loss, {"loss": loss.item()}
+
+    model.train()
+    trainer = Trainer(work, cfg, dict(model.named_parameters()), len(data), loss_fn, device)
+    last = trainer.run()
+    summary = {"architecture": spec["architecture"], "steps": cfg.steps, "final": last,
+               "train_captions": len(data)}
+    _finish(Path(out), Path(work),
+            lambda d: save_clip(model, model_config(spec["architecture"]), d), summary)
+    return summary
+
+
+def pretrain_diffusion(spec: dict, train_cfg: dict, prepared_coco: str | Path, out: str | Path,
+                       work: str | Path, seed: int) -> dict:
+    """Train the tiny text-conditioned diffusion teacher on the COCO train captions."""
+    device = device_for()
+    work = Path(work)
+    teacher = build_tiny_teacher(spec, work / "tokenizer", seed).to(device)
+    data = CaptionedImages(prepared_coco, "train")
+    cfg = LoopConfig.from_params(train_cfg, seed)
+    alphas = teacher.scheduler.alphas_cumprod.to(device)
+    dropout = float(spec["caption_dropout"])
+
+    def loss_fn(step, indices, generator):
+        x0 = teacher.encode_images(data.unit_images(indices).to(device))
+        captions = data.captions(indices)
+        drop = torch.rand(len(captions), generator=generator, device=device) < dropout
+        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+        ids = teacher.tokenizer(captions, padding="max_length", truncation=True,
+                                max_length=teacher.tokenizer.model_max_length, return_tensors="pt").input_ids
+        context = teacher.text_encoder(ids.to(device)).last_hidden_state
+        t = torch.randint(0, len(alphas), (len(x0),), generator=generator, device=device)
+        noise = torch.randn(x0.shape, generator=generator, device=device)
+        a = alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        loss = F.mse_loss(teacher.unet(noisy, t, encoder_hidden_states=context).sample, noise)
+        return loss, {"loss": loss.item()}
+
+    teacher.unet.train()
+    teacher.text_encoder.train()
+    named = {f"unet.{k}": p for k, p in teacher.unet.named_parameters()}
+    named |= {f"text_encoder.{k}": p for k, p in teacher.text_encoder.named_parameters()}
+    last = Trainer(work, cfg, named, len(data), loss_fn, device).run()
+    teacher.freeze()
+    summary = {"steps": cfg.steps, "final": last, "input_shape": list(teacher.input_shape),
+               "train_captions": len(data)}
+    _finish(Path(out), work, lambda d: save_teacher(teacher, d), summary)
+    return summary

@@ -1,0 +1,154 @@
+"""SDS-CLIP fine-tuning: ``L = L_CLIP + lambda * L_SDS`` (Basu et al., 2023).
+
+Trainable: CLIP's LayerNorm parameters (both towers or the image tower) and ``h_w``, a linear map
+from the CLIP image embedding to the UNet's input shape.  Frozen: everything else of CLIP, the UNet
+and its text encoder (whose states come from the feature cache).
+
+``L_SDS`` is the denoising error of the frozen UNet on ``z = h_w(f(x))`` noised to a random
+timestep ``t`` in ``[t_min, t_max]``, conditioned on the caption:
+
+- ``gradient: full`` backpropagates the weighted MSE ``w(t) ||eps_hat - eps||^2`` through the UNet;
+- ``gradient: sds`` uses the score-distillation gradient ``w(t) (eps_hat - eps)`` on ``z`` and
+  skips the UNet Jacobian: the surrogate ``sum(z * g.detach())`` with
+  ``g = w(t) (eps_hat - eps) / (B * D)`` has exactly that gradient, on the same scale as the
+  mean-reduced MSE of the full mode (D = elements of z).
+
+``w(t)`` is 1 (``uniform``) or ``1 - alphas_cumprod[t]`` (``sds``, DreamFusion's choice).
+With lambda = 0 (the COCO fine-tune control) the UNet is not run at all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ..features import TextStateCache
+from ..models.clip import layernorm_parameters, load_clip, save_clip
+from ..models.diffusion import load_teacher
+from .data import CaptionedImages
+from .loop import LoopConfig, Trainer, device_for
+from .pretrain import _finish, clip_contrastive_loss
+
+
+def make_h_w(embed_dim: int, input_shape: tuple[int, ...], init_std: float, seed: int) -> torch.nn.Linear:
+    """The linear map from CLIP's image embedding to the UNet input (flattened)."""
+    g = torch.Generator().manual_seed(seed)
+    layer = torch.nn.Linear(embed_dim, math.prod(input_shape))
+    with torch.no_grad():
+        layer.weight.normal_(0, init_std, generator=g)
+        layer.bias.zero_()
+    return layer
+
+
+def sds_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor, weighting: str) -> torch.Tensor:
+    if weighting == "uniform":
+        return torch.ones_like(t, dtype=alphas_cumprod.dtype)
+    if weighting == "sds":
+        return 1 - alphas_cumprod[t]
+    raise ValueError(f"unknown SDS weighting {weighting!r}")
+
+
+def sds_loss(z: torch.Tensor, unet, context: torch.Tensor, alphas_cumprod: torch.Tensor,
+             sds_cfg: dict, generator: torch.Generator) -> tuple[torch.Tensor, float]:
+    """(loss to backpropagate, denoising MSE for logging) for UNet inputs ``z`` (B, C, H, W)."""
+    b = len(z)
+    t = torch.randint(sds_cfg["t_min"], sds_cfg["t_max"] + 1, (b,), generator=generator, device=z.device)
+    eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+    a = alphas_cumprod[t].view(-1, 1, 1, 1).to(z.dtype)
+    w = sds_weight(alphas_cumprod, t, sds_cfg["weighting"]).view(-1, 1, 1, 1).to(z.dtype)
+    if sds_cfg["gradient"] == "full":
+        z_t = a.sqrt() * z + (1 - a).sqrt() * eps
+        eps_hat = unet(z_t, t, encoder_hidden_states=context).sample
+        err = (eps_hat.float() - eps.float()) ** 2
+        return (w * err).mean(), err.mean().item()
+    if sds_cfg["gradient"] == "sds":
+        with torch.no_grad():
+            z_t = a.sqrt() * z.detach() + (1 - a).sqrt() * eps
+            eps_hat = unet(z_t, t, encoder_hidden_states=context).sample
+            grad = w * (eps_hat - eps) / z[0].numel() / b
+        return (z * grad).sum(), ((eps_hat.float() - eps.float()) ** 2).mean().item()
+    raise ValueError(f"unknown sds.gradient {sds_cfg['gradient']!r}")
+
+
+class SdsClipModel:
+    """CLIP + h_w + frozen teacher, and the loss of one batch."""
+
+    def __init__(self, clip_folder: str | Path, teacher_dir: str | Path | None, cfg: dict, seed: int,
+                 device: torch.device):
+        self.device = device
+        self.clip, self.preprocess, self.tokenizer = load_clip(f"local-dir:{clip_folder}", device=str(device))
+        self.clip.requires_grad_(False)
+        self.ln_params = dict(layernorm_parameters(self.clip, cfg["layernorm_scope"]))
+        for p in self.ln_params.values():
+            p.requires_grad_(True)
+        self.teacher = load_teacher(teacher_dir, str(device)) if teacher_dir else None
+        if self.teacher is not None:
+            self.alphas = self.teacher.scheduler.alphas_cumprod.to(device)
+            self.h_w = make_h_w(self.clip.visual.output_dim, self.teacher.input_shape,
+                                cfg["sds"]["h_w_init_std"], seed).to(device)
+        else:
+            self.h_w = None
+
+    def trainable(self) -> dict[str, torch.nn.Parameter]:
+        named = {f"clip.{k}": p for k, p in self.ln_params.items()}
+        if self.h_w is not None:
+            named |= {f"h_w.{k}": p for k, p in self.h_w.named_parameters()}
+        return named
+
+    def loss(self, images: torch.Tensor, texts: torch.Tensor, context: torch.Tensor | None, lam: float,
+             sds_cfg: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+        image_emb = self.clip.encode_image(images)
+        text_emb = self.clip.encode_text(texts)
+        l_clip = clip_contrastive_loss(image_emb, text_emb, self.clip.logit_scale)
+        metrics = {"loss_clip": l_clip.item()}
+        if lam == 0:
+            return l_clip, {**metrics, "loss": l_clip.item()}
+        z = self.h_w(image_emb).view(len(images), *self.teacher.input_shape)
+        l_sds, mse = sds_loss(z, self.teacher.unet, context, self.alphas, sds_cfg, generator)
+        # the sds surrogate's value means nothing: report L_CLIP + lambda * denoising MSE
+        return l_clip + lam * l_sds, {**metrics, "denoise_mse": mse, "loss": l_clip.item() + lam * mse}
+
+
+def train_sds_clip(cfg: dict, lam: float, seed: int, clip_folder: str | Path, teacher_dir: str | Path,
+                   text_cache: str | Path, prepared_coco: str | Path, out: str | Path,
+                   work: str | Path) -> dict:
+    """One run of the grid; writes an open_clip folder (+ h_w) to ``out``."""
+    device = device_for()
+    torch.manual_seed(seed)
+    model = SdsClipModel(clip_folder, teacher_dir if lam > 0 else None, cfg, seed, device)
+    data = CaptionedImages(prepared_coco, "train")
+    cache = TextStateCache(text_cache) if lam > 0 else None
+    loop_cfg = LoopConfig.from_params(cfg["train"], seed)
+    if loop_cfg.compile and device.type == "cuda" and model.teacher is not None:
+        model.teacher.unet = torch.compile(model.teacher.unet)
+
+    def loss_fn(step, indices, generator):
+        images = data.images(indices, model.preprocess).to(device)
+        texts = model.tokenizer(data.captions(indices)).to(device)
+        context = None
+        if cache is not None:
+            context = cache.get([data.ids[i] for i in indices]).to(device, torch.float32)
+        return model.loss(images, texts, context, lam, cfg["sds"], generator)
+
+    model.clip.train()
+    last = Trainer(work, loop_cfg, model.trainable(), len(data), loss_fn, device).run()
+    model.clip.eval()
+
+    def write(folder: Path) -> None:
+        save_clip(model.clip, model_config_of(clip_folder), folder)
+        if model.h_w is not None:
+            save_file({k: v.detach().cpu() for k, v in model.h_w.state_dict().items()}, folder / "h_w.safetensors")
+
+    summary = {"lambda": lam, "seed": seed, "steps": loop_cfg.steps, "final": last,
+               "sds": cfg["sds"], "layernorm_scope": cfg["layernorm_scope"],
+               "trainable_parameters": sum(p.numel() for p in model.trainable().values())}
+    _finish(Path(out), Path(work), write, summary)
+    return summary
+
+
+def model_config_of(clip_folder: str | Path) -> dict:
+    return json.loads((Path(clip_folder) / "open_clip_config.json").read_text())["model_cfg"]

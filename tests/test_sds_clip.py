@@ -1,0 +1,166 @@
+"""SDS-CLIP: the loss and its two gradient modes, what trains, and exact resume after preemption."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO, smoke_params
+from pipeline_steps.data.prepare import prepare
+from pipeline_steps.features import cache_text_states
+from pipeline_steps.io import tree_digest
+from pipeline_steps.models.clip import layernorm_parameters
+from pipeline_steps.train.pretrain import pretrain_clip, pretrain_diffusion
+from pipeline_steps.train.sds_clip import SdsClipModel, sds_loss, sds_weight, train_sds_clip
+
+
+@pytest.fixture(scope="module")
+def setup(small_world, tmp_path_factory):
+    """Prepared COCO, a briefly trained tiny CLIP and teacher, and the text-state cache."""
+    _, raw = small_world
+    root = tmp_path_factory.mktemp("sds")
+    params = smoke_params()
+    prepare("coco", raw, root / "coco", {"shard_size_mb": 1, "texture_threshold": 8.0})
+    clip_spec = params["models"]["clip"]["clip-tiny"]
+    pretrain_clip(clip_spec, {"steps": 4, "batch_size": 16, "lr": 1e-3}, root / "coco", root / "clip",
+                  root / "work-clip", 0)
+    # the teacher must have learned some denoising for the gradient modes to be comparable
+    pretrain_diffusion(params["models"]["diffusion"]["tiny"],
+                       {"steps": 150, "batch_size": 32, "lr": 2e-3, "warmup_steps": 10},
+                       root / "coco", root / "teacher", root / "work-teacher", 0)
+    cache_text_states(root / "teacher", root / "coco", root / "text")
+    return params, root
+
+
+def test_sds_gradient_is_the_weighted_noise_residual(setup):
+    params, root = setup
+    model = SdsClipModel(root / "clip", root / "teacher", params["sds_clip"], 0, torch.device("cpu"))
+    unet, alphas = model.teacher.unet, model.alphas
+    context = model.teacher.encode_text(["a red square left of a blue circle"] * 4)
+    cfg = {"gradient": "sds", "t_min": 100, "t_max": 900, "weighting": "sds"}
+    z = torch.randn(4, *model.teacher.input_shape, requires_grad=True)
+    sds_loss(z, unet, context, alphas, cfg, torch.Generator().manual_seed(3))[0].backward()
+    # the same draws, by hand
+    g = torch.Generator().manual_seed(3)
+    t = torch.randint(100, 901, (4,), generator=g)
+    eps = torch.randn(z.shape, generator=g)
+    a = alphas[t].view(-1, 1, 1, 1)
+    with torch.no_grad():
+        eps_hat = unet(a.sqrt() * z + (1 - a).sqrt() * eps, t, encoder_hidden_states=context).sample
+    w = sds_weight(alphas, t, "sds").view(-1, 1, 1, 1)
+    expected = w * (eps_hat - eps) / z[0].numel() / len(z)
+    torch.testing.assert_close(z.grad, expected)
+
+
+def test_sds_gradient_reaches_h_w_and_clip_through_the_chain_rule(setup):
+    params, root = setup
+    model = SdsClipModel(root / "clip", root / "teacher", params["sds_clip"], 0, torch.device("cpu"))
+    images = torch.rand(4, 3, 64, 64)
+    cfg = dict(params["sds_clip"]["sds"], gradient="sds")
+    context = model.teacher.encode_text(["a red square"] * 4)
+    image_emb = model.clip.encode_image(images).detach()
+    flat = model.h_w(image_emb)
+    flat.retain_grad()
+    z = flat.view(4, *model.teacher.input_shape)
+    loss, _ = sds_loss(z, model.teacher.unet, context, model.alphas, cfg, torch.Generator().manual_seed(0))
+    loss.backward()
+    # dL/dW of the linear map = (dL/dz)^T x (CLIP image embedding)
+    torch.testing.assert_close(model.h_w.weight.grad, flat.grad.T @ image_emb)
+    model.h_w.zero_grad()
+    loss, _ = model.loss(images, model.tokenizer(["a red square"] * 4), context, 1.0, cfg,
+                         torch.Generator().manual_seed(0))
+    loss.backward()
+    image_tower = [p for k, p in model.ln_params.items() if k.startswith("visual.")]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in image_tower)
+
+
+def test_full_and_sds_gradients_agree_in_direction(setup):
+    params, root = setup
+    model = SdsClipModel(root / "clip", root / "teacher", params["sds_clip"], 0, torch.device("cpu"))
+    context = model.teacher.encode_text(["a red square left of a blue circle"] * 8)
+    cosines = []
+    for trial in range(8):
+        z0 = torch.randn(8, *model.teacher.input_shape, generator=torch.Generator().manual_seed(trial)) * 0.5
+        grads = []
+        for mode in ("full", "sds"):
+            z = z0.clone().requires_grad_(True)
+            cfg = {"gradient": mode, "t_min": 20, "t_max": 980, "weighting": "uniform"}
+            sds_loss(z, model.teacher.unet, context, model.alphas, cfg,
+                     torch.Generator().manual_seed(100 + trial))[0].backward()
+            grads.append(z.grad.flatten())
+        cosines.append(torch.nn.functional.cosine_similarity(*grads, dim=0).item())
+    assert min(cosines) > 0.3, cosines
+
+
+@pytest.mark.parametrize("scope", ["both", "image"])
+def test_only_layernorms_and_h_w_train(setup, tmp_path, scope):
+    params, root = setup
+    cfg = dict(params["sds_clip"], layernorm_scope=scope,
+               train=dict(params["sds_clip"]["train"], steps=2, lr=1e-2, warmup_steps=0))
+    teacher_before = tree_digest(root / "teacher")
+    train_sds_clip(cfg, 1.0, 0, root / "clip", root / "teacher", root / "text", root / "coco",
+                   tmp_path / "out", tmp_path / "work")
+    before = load_file(root / "clip" / "open_clip_model.safetensors")
+    after = load_file(tmp_path / "out" / "open_clip_model.safetensors")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    from pipeline_steps.models.clip import load_clip
+
+    model, _, _ = load_clip(f"local-dir:{root / 'clip'}")
+    allowed = {k for k, _ in layernorm_parameters(model, scope)}
+    assert changed and changed <= allowed
+    if scope == "image":
+        assert all(k.startswith("visual.") for k in changed)
+    assert set(load_file(tmp_path / "out" / "h_w.safetensors")) == {"weight", "bias"}
+    assert tree_digest(root / "teacher") == teacher_before  # the frozen teacher is untouched
+
+
+def test_lambda_zero_is_clip_loss_only(setup, tmp_path):
+    params, root = setup
+    cfg = dict(params["sds_clip"], train=dict(params["sds_clip"]["train"], steps=2))
+    summary = train_sds_clip(cfg, 0.0, 0, root / "clip", root / "teacher", root / "text", root / "coco",
+                             tmp_path / "out", tmp_path / "work")
+    assert "denoise_mse" not in summary["final"] and summary["final"]["loss"] == summary["final"]["loss_clip"]
+    assert not (tmp_path / "out" / "h_w.safetensors").exists()
+
+
+def _train_cmd(root, params_file, out, work):
+    return [sys.executable, "-m", "pipeline_steps", "train-sds-clip", "--params", str(REPO / "params.yaml"),
+            "--params", str(params_file), "--lam", "1", "--seed", "0", "--clip", str(root / "clip"),
+            "--teacher", str(root / "teacher"), "--text-cache", str(root / "text"), "--prepared",
+            str(root / "coco"), "--out", str(out), "--work", str(work)]
+
+
+def test_preempted_run_resumes_to_identical_weights(setup, tmp_path):
+    params, root = setup
+    params_file = tmp_path / "p.yaml"
+    params_file.write_text("sds_clip: {train: {steps: 60, batch_size: 16, lr: 1.0e-3, warmup_steps: 5, "
+                           "checkpoint_every: 2, log_every: 1}}\n")
+    subprocess.run(_train_cmd(root, params_file, tmp_path / "straight", tmp_path / "w1"), check=True,
+                   capture_output=True)
+    # the same run, sent SIGTERM (as SLURM does before preemption) once it has checkpointed
+    proc = subprocess.Popen(_train_cmd(root, params_file, tmp_path / "resumed", tmp_path / "w2"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "w2/checkpoints/step-2/state.json").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 75, output
+    assert not (tmp_path / "resumed").exists()  # no half-written output
+    stopped = max(int(p.name.split("-")[1]) for p in (tmp_path / "w2/checkpoints").glob("step-*"))
+    assert stopped < 60
+    second = subprocess.run(_train_cmd(root, params_file, tmp_path / "resumed", tmp_path / "w2"),
+                            capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"resumed from {tmp_path / 'w2/checkpoints'}/step-{stopped}" in second.stderr
+    a = load_file(tmp_path / "straight/open_clip_model.safetensors")
+    b = load_file(tmp_path / "resumed/open_clip_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ha, hb = load_file(tmp_path / "straight/h_w.safetensors"), load_file(tmp_path / "resumed/h_w.safetensors")
+    assert all(torch.equal(ha[k], hb[k]) for k in ha)

@@ -1,0 +1,37 @@
+# SDS-CLIP fine-tuning: one job per backbone x lambda x seed. lambda = 0 is the COCO fine-tune control.
+
+
+rule train_sds_clip:
+    input:
+        clip=lambda w: clip_folder(w.clip),
+        teacher=TEACHER_FOLDER,
+        text_cache=TEXT_CACHE,
+        coco=f"{PREPARED}/coco",
+    output:
+        directory(f"{MODELS}/sds_clip/{{clip}}-lam{{lam}}-s{{seed}}"),
+    params:
+        **STEP_PARAMS,
+        work=f"{WORK}/sds_clip/{{clip}}-lam{{lam}}-s{{seed}}",
+        cfg=json.dumps({k: SDS[k] for k in ("layernorm_scope", "train", "sds")}, sort_keys=True),
+    threads: 2
+    conda:
+        ENV
+    log:
+        f"{LOGS}/sds_clip/{{clip}}-lam{{lam}}-s{{seed}}.log",
+    benchmark:
+        f"{BENCH}/sds_clip/{{clip}}-lam{{lam}}-s{{seed}}.tsv"
+    resources:
+        mem_mb=8000,
+        runtime=720,
+        cpus_per_task=2,
+        gpu=SDS["gpus"],
+    shell:
+        "{params.step} train-sds-clip --params {params.params_file} --lam {wildcards.lam}"
+        " --seed {wildcards.seed} --clip {input.clip} --teacher {input.teacher}"
+        " --text-cache {input.text_cache} --prepared {input.coco} --out {output}"
+        " --work {params.work} --threads {threads} > {log} 2>&1"
+
+
+rule sds_clip_all:
+    input:
+        expand(f"{MODELS}/sds_clip/{{run}}", run=SDS_RUNS),
