@@ -22,6 +22,7 @@ include: "workflow/rules/splits.smk"
 include: "workflow/rules/pretrained.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/sds_clip.smk"
+include: "workflow/rules/clip_td.smk"
 include: "workflow/rules/evaluate.smk"
 
 
@@ -33,4 +34,5 @@ rule all:
         rules.pretrained_all.input,
         rules.features_all.input,
         rules.sds_clip_all.input,
+        rules.clip_td_all.input,
         rules.evaluate_all.input,

@@ -69,12 +69,26 @@ def _pretrain_diffusion(params: dict, args: argparse.Namespace) -> None:
                        args.prepared, args.out, args.work, params["pretrain"]["seed"])
 
 
+def _pretrain_student(params: dict, args: argparse.Namespace) -> None:
+    from .train.pretrain import pretrain_student
+
+    _threads(args)
+    prepared = {path.name: path for path in args.prepared}
+    if "coco" not in prepared:
+        raise ValueError("pretrain-student needs the prepared coco captions among --prepared")
+    pretrain_student(params["models"]["student"]["tiny"], params["pretrain"]["student"], prepared,
+                     args.out, args.work, params["pretrain"]["seed"])
+
+
 def _fetch_pretrained(params: dict, args: argparse.Namespace) -> None:
-    from .models.fetch import fetch_clip, fetch_diffusion
+    from .models.fetch import fetch_clip, fetch_diffusion, fetch_student
 
     if args.kind == "clip":
         spec = params["models"]["clip"][args.name]
         fetch_clip(spec["architecture"], spec["pretrained"], args.out)
+    elif args.kind == "student":
+        spec = params["models"]["student"]
+        fetch_student(spec["hub_id"], spec["revision"], args.out)
     else:
         spec = params["models"]["diffusion"]
         fetch_diffusion(spec["hub_id"], spec["revision"], args.out)
@@ -86,6 +100,36 @@ def _cache_text_states(params: dict, args: argparse.Namespace) -> None:
     _threads(args)
     summary = cache_text_states(args.teacher, args.prepared, args.out)
     log.info("cached %d caption states %s", summary["captions"], summary["shape"])
+
+
+def _cache_clip_features(params: dict, args: argparse.Namespace) -> None:
+    from .clip_teacher import cache_clip_features
+    from .train.loop import device_for
+
+    _threads(args)
+    summary = cache_clip_features(args.task, args.teacher, args.prepared, args.out,
+                                  params["clip_td"]["teacher"], device_for())
+    log.info("cached CLIP features of %d %s examples (%d images)", summary["examples"], args.task,
+             summary["images"])
+
+
+def _train_clip_td(params: dict, args: argparse.Namespace) -> None:
+    from .train.clip_td import train_clip_td
+
+    _threads(args)
+    train_clip_td(args.task, args.method, params["clip_td"], args.seed, args.student, args.prepared,
+                  args.split, args.teacher, args.teacher_cache, args.out, args.work)
+
+
+def _evaluate_clip_td(params: dict, args: argparse.Namespace) -> None:
+    from .evaluate.vl_tasks import evaluate_clip_td
+    from .io import atomic_write_json
+    from .train.loop import device_for
+
+    _threads(args)
+    report = evaluate_clip_td(args.model, args.prepared, args.split, params["evaluate"], device_for())
+    atomic_write_json(args.out, report)
+    log.info("%s: %s", args.model, report["headline"])
 
 
 def _train_sds_clip(params: dict, args: argparse.Namespace) -> None:
@@ -129,9 +173,13 @@ STEPS = {
     "splits-summary": (_splits_summary, "tabulate the sizes and label distributions of all splits"),
     "pretrain-clip": (_pretrain_clip, "train a tiny CLIP from scratch (synthetic world)"),
     "pretrain-diffusion": (_pretrain_diffusion, "train the tiny diffusion teacher (synthetic world)"),
-    "fetch-pretrained": (_fetch_pretrained, "download published CLIP / SD weights (paper mode)"),
+    "pretrain-student": (_pretrain_student, "pretrain the tiny ViLT student, MLM + ITM (synthetic world)"),
+    "fetch-pretrained": (_fetch_pretrained, "download published CLIP / SD / student weights (paper mode)"),
     "cache-text-states": (_cache_text_states, "cache the frozen SD text-encoder states of captions"),
+    "cache-clip-features": (_cache_clip_features, "cache the frozen CLIP teacher's features of a task"),
     "train-sds-clip": (_train_sds_clip, "fine-tune CLIP with L_CLIP + lambda * L_SDS"),
+    "train-clip-td": (_train_clip_td, "fine-tune the VL student on a task, with or without CLIP-TD"),
+    "evaluate-clip-td": (_evaluate_clip_td, "evaluate a CLIP-TD run on its split's evaluation ids"),
     "evaluate-clip": (_evaluate_clip, "Winoground, ARO, SugarCrepe and zero-shot for one CLIP"),
     "teacher-score": (_teacher_score, "the diffusion teacher's own Winoground score"),
     "validate-params": (_validate_params, "check params file(s) against the schema"),
@@ -162,19 +210,40 @@ def build_parser() -> argparse.ArgumentParser:
     parsers["splits-summary"].add_argument("split_dirs", nargs="+", type=Path)
     parsers["splits-summary"].add_argument("--csv", required=True, type=Path)
     parsers["splits-summary"].add_argument("--markdown", required=True, type=Path)
-    for name in ("pretrain-clip", "pretrain-diffusion", "cache-text-states", "train-sds-clip",
-                 "evaluate-clip", "teacher-score"):
+    for name in ("pretrain-clip", "pretrain-diffusion", "pretrain-student", "cache-text-states",
+                 "cache-clip-features", "train-sds-clip", "train-clip-td", "evaluate-clip",
+                 "evaluate-clip-td", "teacher-score"):
         parsers[name].add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    for name in ("pretrain-clip", "pretrain-diffusion", "train-sds-clip"):
+    for name in ("pretrain-clip", "pretrain-diffusion", "pretrain-student", "train-sds-clip",
+                 "train-clip-td"):
         parsers[name].add_argument("--work", required=True, type=Path,
                                    help="checkpoints and logs that survive a failed or preempted job")
     for name in ("pretrain-clip", "pretrain-diffusion", "cache-text-states", "train-sds-clip"):
         parsers[name].add_argument("--prepared", required=True, type=Path, help="prepared COCO captions")
-    for name in ("pretrain-clip", "pretrain-diffusion", "fetch-pretrained", "cache-text-states",
-                 "train-sds-clip", "evaluate-clip", "teacher-score"):
+    for name in ("pretrain-clip", "pretrain-diffusion", "pretrain-student", "fetch-pretrained",
+                 "cache-text-states", "cache-clip-features", "train-sds-clip", "train-clip-td",
+                 "evaluate-clip", "evaluate-clip-td", "teacher-score"):
         parsers[name].add_argument("--out", required=True, type=Path)
+    parsers["pretrain-student"].add_argument("--prepared", required=True, type=Path, nargs="+",
+                                             help="prepared coco (captions) and task datasets (vocabulary)")
+    for name in ("cache-clip-features", "train-clip-td"):
+        parsers[name].add_argument("--task", required=True, choices=sorted(TASKS))
+    for name in ("cache-clip-features", "train-clip-td", "evaluate-clip-td"):
+        parsers[name].add_argument("--prepared", required=True, type=Path, help="prepared task dataset")
+    parsers["cache-clip-features"].add_argument("--teacher", required=True, type=Path,
+                                                help="open_clip folder of the teacher CLIP")
+    p = parsers["train-clip-td"]
+    p.add_argument("--method", required=True, help="a key of clip_td.methods")
+    p.add_argument("--seed", required=True, type=int)
+    p.add_argument("--student", required=True, type=Path, help="pretrained student folder")
+    p.add_argument("--split", required=True, type=Path, help="split file (train ids are used)")
+    p.add_argument("--teacher", type=Path, help="teacher CLIP folder (online teacher mode)")
+    p.add_argument("--teacher-cache", type=Path, help="cached teacher features (cached mode)")
+    parsers["evaluate-clip-td"].add_argument("--model", required=True, type=Path, help="CLIP-TD run folder")
+    parsers["evaluate-clip-td"].add_argument("--split", required=True, type=Path,
+                                             help="split file (eval ids are used)")
     parsers["pretrain-clip"].add_argument("--name", required=True, help="a key of models.clip")
-    parsers["fetch-pretrained"].add_argument("--kind", required=True, choices=["clip", "diffusion"])
+    parsers["fetch-pretrained"].add_argument("--kind", required=True, choices=["clip", "diffusion", "student"])
     parsers["fetch-pretrained"].add_argument("--name", help="a key of models.clip (kind clip)")
     parsers["cache-text-states"].add_argument("--teacher", required=True, type=Path)
     p = parsers["train-sds-clip"]

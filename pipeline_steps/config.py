@@ -41,8 +41,28 @@ def validation_errors(params: Any) -> list[str]:
     return [f"{key_path(e.absolute_path)}: {e.message}" for e in errors]
 
 
+def consistency_errors(params: dict) -> list[str]:
+    """Rules between keys that a schema cannot state; each error names the key it is about."""
+    errors = []
+    ctd, lowshot = params["clip_td"], params["splits"]["lowshot"]
+    if ctd["teacher"]["clip"] not in params["models"]["clip"]:
+        errors.append(f"clip_td.teacher.clip: {ctd['teacher']['clip']!r} is not a key of models.clip")
+    if "lowshot" in ctd["settings"]:
+        for i, f in enumerate(ctd["lowshot_fractions"]):
+            if not any(abs(f - g) < 1e-12 for g in lowshot["fractions"]):
+                errors.append(f"clip_td.lowshot_fractions[{i}]: {f} is not in splits.lowshot.fractions "
+                              f"{lowshot['fractions']}")
+        for i, seed in enumerate(ctd["seeds"]):
+            if seed not in lowshot["seeds"]:
+                errors.append(f"clip_td.seeds[{i}]: {seed} is not in splits.lowshot.seeds {lowshot['seeds']} "
+                              f"(low-shot runs train on the split of their seed)")
+    return errors
+
+
 def validate(params: Any, source: str = "params") -> dict:
     errors = validation_errors(params)
+    if not errors:
+        errors = consistency_errors(params)
     if errors:
         raise ParamsError(f"invalid {source}:\n  " + "\n  ".join(errors))
     return params

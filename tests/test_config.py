@@ -35,6 +35,13 @@ def test_default_params_are_valid_and_synthetic():
      "splits.lowshot: Additional properties are not allowed ('seed' was unexpected)"),
     ("splits: {shift: {vcr: [movie, year]}}", "splits.shift.vcr[1]: 'year' is not one of"),
     ("prepare: {shard_size_mb: 0}", "prepare.shard_size_mb: 0 is less than or equal to the minimum of 0"),
+    ("clip_td: {methods: {targeted: {weight: 1, top_k: 0, weighting: confidence}}}",
+     "clip_td.methods.targeted.top_k: 0 is less than or equal to the minimum of 0"),
+    ("clip_td: {distill: {loss: kl}}", "clip_td.distill.loss: 'kl' is not one of ['cosine', 'mse', 'l1']"),
+    # rules between keys
+    ("clip_td: {lowshot_fractions: [0.3]}", "clip_td.lowshot_fractions[0]: 0.3 is not in splits.lowshot.fractions"),
+    ("clip_td: {seeds: [0, 7]}", "clip_td.seeds[1]: 7 is not in splits.lowshot.seeds"),
+    ("clip_td: {teacher: {clip: vit-b-16}}", "clip_td.teacher.clip: 'vit-b-16' is not a key of models.clip"),
 ])
 def test_invalid_value_names_the_key(tmp_path, override, message):
     with pytest.raises(config.ParamsError) as info:

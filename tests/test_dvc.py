@@ -51,6 +51,10 @@ def git(project: Path, *args: str) -> None:
 
 def test_dvc_repro_in_a_git_repo_produces_the_same_files_and_a_lock(tmp_path, local_run):
     project = copy_project(tmp_path / "project")
+    # one CLIP-TD task and setting (every method) keeps the run short
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["clip_td"].update(tasks=["vcr"], settings=["full"])
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git(project, "init", "-q")
     git(project, "add", "-A")
     git(project, "commit", "-qm", "project")
@@ -58,11 +62,17 @@ def test_dvc_repro_in_a_git_repo_produces_the_same_files_and_a_lock(tmp_path, lo
     assert all(f"Running stage '{name}'" in proc.stdout for name in ("data", "splits", "evaluate"))
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    assert set(lock["stages"]) == set(stages) >= {"data", "splits", "pretrained", "sds_clip", "evaluate"}
+    assert set(lock["stages"]) == set(stages) >= {"data", "splits", "pretrained", "features", "sds_clip", "clip_td",
+                                                  "evaluate"}
     assert {o["path"] for o in lock["stages"]["splits"]["outs"]} == {"data/splits"}
     assert lock["stages"]["splits"]["params"]["params.yaml"]["splits"]["lowshot"]["seeds"] == [0, 1]
-    for out in ("data/prepared", "data/splits", "results/metrics"):
+    for out in ("data/prepared", "data/splits", "results/metrics/sds_clip", "results/metrics/teacher"):
         assert tree_digest(project / out) == tree_digest(local_run / out), out
+    clip_td = sorted(p.name for p in (project / "results/metrics/clip_td").iterdir())
+    assert clip_td == [f"vcr-full-{m}-s0.json" for m in ("finetune", "naive", "targeted")]
+    for name in clip_td:
+        assert (project / "results/metrics/clip_td" / name).read_bytes() == \
+            (local_run / "results/metrics/clip_td" / name).read_bytes()
     status = run(["dvc", "status"], cwd=project)
     assert "Data and pipelines are up to date" in status.stdout
     again = run(["dvc", "repro"], cwd=project)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -34,6 +35,29 @@ def test_pipeline_produces_prepared_data_and_splits(local_run):
     # every job left its log and benchmark
     assert (local_run / "logs/prepare/vqa.log").read_text().count("prepared vqa") == 1
     assert (local_run / "benchmarks/splits/vcr.tsv").read_text().startswith("s\t")
+
+
+def test_pipeline_writes_clip_td_metrics_for_every_task_setting_and_method(local_run):
+    params = smoke_params()
+    ctd = params["clip_td"]
+    settings = {"vqa": ["full", "lowshot-50", "shift-priors"], "snli_ve": ["full", "lowshot-50", "shift-domain"],
+                "vcr": ["full", "lowshot-50", "shift-movie", "shift-source"]}
+    expected = {f"{task}-{setting}-{method}-s0.json" for task in ctd["tasks"] for setting in settings[task]
+                for method in ("finetune", "naive", "targeted")}
+    written = {p.name for p in (local_run / "results/metrics/clip_td").iterdir()}
+    assert written == expected
+    headline = {"vqa": ["vqa_accuracy"], "snli_ve": ["accuracy"], "vcr": ["q2a", "qa2r", "q2ar"]}
+    for name in written:
+        report = json.loads((local_run / "results/metrics/clip_td" / name).read_text())
+        task = report["task"]
+        assert name.startswith(task + "-") and report["examples"] > 0
+        assert sorted(report["headline"]) == sorted(headline[task])
+        assert all(0 <= v <= 1 for v in report["headline"].values())
+        run_dir = local_run / "models/clip_td" / name.removesuffix(".json")
+        summary = json.loads((run_dir / "train_summary.json").read_text())
+        assert summary["method"] in name and (run_dir / "student/config.json").is_file()
+        # distillation happened exactly where the method asks for it
+        assert ("loss_distill" in summary["final"]) == (summary["method"] != "finetune")
 
 
 def test_a_second_run_has_nothing_to_do(local_run):

@@ -22,6 +22,10 @@ SD_FILES = ["model_index.json", "scheduler/*", "text_encoder/*.json", "text_enco
             "vae/diffusion_pytorch_model.safetensors"]
 
 
+STUDENT_FILES = ["config.json", "*.safetensors", "pytorch_model.bin", "vocab.txt", "tokenizer*.json",
+                 "special_tokens_map.json", "preprocessor_config.json"]
+
+
 class FetchError(StepError):
     """Published weights could not be fetched; the message says how to place them by hand."""
 
@@ -47,19 +51,28 @@ def fetch_clip(architecture: str, tag: str, out: str | Path) -> Path:
     return out
 
 
-def fetch_diffusion(hub_id: str, revision: str, out: str | Path) -> Path:
+def _fetch_snapshot(hub_id: str, revision: str, patterns: list[str], out: Path, what: str) -> Path:
     from huggingface_hub import snapshot_download
 
-    out = Path(out)
     with atomic_dir(out) as tmp:
         try:
-            snapshot_download(repo_id=hub_id, revision=revision, allow_patterns=SD_FILES,
+            snapshot_download(repo_id=hub_id, revision=revision, allow_patterns=patterns,
                               local_dir=tmp, token=os.environ.get("HF_TOKEN") or None)
         except Exception as e:  # noqa: BLE001
             raise FetchError(
                 f"cannot fetch {hub_id}@{revision}: {type(e).__name__}: {_scrub(str(e))[:300]}\n"
                 f"If the repository is gated, accept its licence on the hub and set HF_TOKEN. "
-                f"Offline? Place the diffusers folder (unet/, text_encoder/, tokenizer/, scheduler/, "
-                f"vae/) at {out}/ by hand.") from None
+                f"Offline? Place {what} at {out}/ by hand.") from None
         shutil.rmtree(tmp / ".cache", ignore_errors=True)
     return out
+
+
+def fetch_diffusion(hub_id: str, revision: str, out: str | Path) -> Path:
+    return _fetch_snapshot(hub_id, revision, SD_FILES, Path(out),
+                           "the diffusers folder (unet/, text_encoder/, tokenizer/, scheduler/, vae/)")
+
+
+def fetch_student(hub_id: str, revision: str, out: str | Path) -> Path:
+    """A ViLT checkpoint (config, weights, BERT tokenizer files), e.g. dandelin/vilt-b32-mlm."""
+    return _fetch_snapshot(hub_id, revision, STUDENT_FILES, Path(out),
+                           "the ViLT checkpoint folder (config.json, weights, vocab.txt)")

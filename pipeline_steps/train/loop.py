@@ -232,3 +232,12 @@ class Trainer:
             live.end()
         self.dist.barrier()
         return last
+
+
+def finish_model_folder(out: Path, work: Path, write_model, summary: dict) -> None:
+    """Write the model folder atomically, with the run's dvclive curves and a summary."""
+    with atomic_dir(out) as tmp:
+        write_model(tmp)
+        if (work / "dvclive").is_dir():
+            shutil.copytree(work / "dvclive", tmp / "dvclive")
+        atomic_write_json(tmp / "train_summary.json", summary)

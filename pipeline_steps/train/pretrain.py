@@ -14,17 +14,15 @@ diffusers-layout folder.
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ..io import atomic_dir, atomic_write_json
 from ..models.clip import load_clip, model_config, save_clip
 from ..models.diffusion import build_tiny_teacher, save_teacher
 from .data import CaptionedImages
-from .loop import LoopConfig, Trainer, device_for
+from .loop import LoopConfig, Trainer, device_for, finish_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +35,6 @@ def clip_contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor,
     logits = logit_scale.exp().clamp(max=100) * image_emb @ text_emb.T
     target = torch.arange(len(logits), device=logits.device)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-
-
-def _finish(out: Path, work: Path, write_model, summary: dict) -> None:
-    """Write the model folder atomically, with the run's dvclive curves and a summary."""
-    with atomic_dir(out) as tmp:
-        write_model(tmp)
-        if (work / "dvclive").is_dir():
-            shutil.copytree(work / "dvclive", tmp / "dvclive")
-        atomic_write_json(tmp / "train_summary.json", summary)
 
 
 def pretrain_clip(spec: dict, train_cfg: dict, prepared_coco: str | Path, out: str | Path,
@@ -68,7 +57,7 @@ def pretrain_clip(spec: dict, train_cfg: dict, prepared_coco: str | Path, out: s
     last = trainer.run()
     summary = {"architecture": spec["architecture"], "steps": cfg.steps, "final": last,
                "train_captions": len(data)}
-    _finish(Path(out), Path(work),
+    finish_model_folder(Path(out), Path(work),
             lambda d: save_clip(model, model_config(spec["architecture"]), d), summary)
     return summary
 
@@ -107,5 +96,73 @@ def pretrain_diffusion(spec: dict, train_cfg: dict, prepared_coco: str | Path, o
     teacher.freeze()
     summary = {"steps": cfg.steps, "final": last, "input_shape": list(teacher.input_shape),
                "train_captions": len(data)}
-    _finish(Path(out), work, lambda d: save_teacher(teacher, d), summary)
+    finish_model_folder(Path(out), work, lambda d: save_teacher(teacher, d), summary)
+    return summary
+
+
+def student_corpus(prepared: dict[str, str | Path]) -> list[str]:
+    """Every text the student will read: COCO captions and the task texts (for the vocabulary)."""
+    from .vl_tasks import load_examples
+
+    texts = [r["caption"] for r in CaptionedImages(prepared["coco"], "train").records]
+    for task in ("vqa", "snli_ve", "vcr"):
+        if task in prepared:
+            for e in load_examples(task, prepared[task]):
+                texts += e.texts
+                texts += [a for a in e.answers]
+    return texts
+
+
+def pretrain_student(spec: dict, train_cfg: dict, prepared: dict[str, str | Path], out: str | Path,
+                     work: str | Path, seed: int) -> dict:
+    """Pretrain the tiny ViLT on COCO captions with masked-language modelling + image-text matching.
+
+    The vocabulary is a WordPiece vocabulary trained on the captions and the task texts (the
+    synthetic stand-in for BERT's).  ITM: every second example gets another example's caption.
+    """
+    from ..models.student import SPECIAL_TOKENS, build_tiny_student, train_vocabulary
+
+    device = device_for()
+    work = Path(work)
+    vocab = train_vocabulary(student_corpus(prepared), int(spec["vocab_size"]), work / "vocabulary")
+    student = build_tiny_student(spec, vocab, seed).to(device)
+    h, vocab_size = student.hidden_size, len(student.tokenizer)
+    torch.manual_seed(seed)
+    mlm_head = torch.nn.Sequential(torch.nn.Linear(h, h), torch.nn.GELU(), torch.nn.LayerNorm(h),
+                                   torch.nn.Linear(h, vocab_size)).to(device)
+    itm_head = torch.nn.Linear(h, 2).to(device)
+    data = CaptionedImages(prepared["coco"], "train")
+    cfg = LoopConfig.from_params(train_cfg, seed)
+    mask_id = student.tokenizer.convert_tokens_to_ids("[MASK]")
+    special = torch.tensor(student.tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS), device=device)
+    mask_p = float(spec["mask_probability"])
+
+    def loss_fn(step, indices, generator):
+        captions = data.captions(indices)
+        n = len(captions)
+        matched = torch.arange(n, device=device) % 2 == 0
+        shifted = [captions[(i + 1) % n] for i in range(n)]  # a caption of another image
+        texts = [c if m else s for c, s, m in zip(captions, shifted, matched.tolist())]
+        tokens, _, _ = student.tokenize(texts, 0)
+        ids = tokens["input_ids"].to(device)
+        attention = tokens["attention_mask"].to(device)
+        maskable = (attention.bool() & ~torch.isin(ids, special)) & matched.unsqueeze(1)
+        chosen = maskable & (torch.rand(ids.shape, generator=generator, device=device) < mask_p)
+        enc = student(student.pixels(data.pil_images(indices)).to(device), ids.masked_fill(chosen, mask_id),
+                      attention)
+        itm = F.cross_entropy(itm_head(enc.pooled).float(), matched.long())
+        mlm = (F.cross_entropy(mlm_head(enc.text[chosen]).float(), ids[chosen])
+               if chosen.any() else enc.text.sum() * 0)
+        loss = mlm + itm
+        return loss, {"loss": loss.item(), "loss_mlm": mlm.item(), "loss_itm": itm.item()}
+
+    student.train()
+    named = {f"student.{k}": p for k, p in student.vilt.named_parameters()}
+    named |= {f"mlm_head.{k}": p for k, p in mlm_head.named_parameters()}
+    named |= {f"itm_head.{k}": p for k, p in itm_head.named_parameters()}
+    last = Trainer(work, cfg, named, len(data), loss_fn, device).run()
+    student.eval()
+    summary = {"steps": cfg.steps, "final": last, "vocabulary": vocab_size, "train_captions": len(data),
+               "hidden_size": h}
+    finish_model_folder(Path(out), work, student.save, summary)
     return summary

@@ -30,8 +30,8 @@ from ..features import TextStateCache
 from ..models.clip import layernorm_parameters, load_clip, save_clip
 from ..models.diffusion import load_teacher
 from .data import CaptionedImages
-from .loop import LoopConfig, Trainer, device_for
-from .pretrain import _finish, clip_contrastive_loss
+from .loop import LoopConfig, Trainer, device_for, finish_model_folder
+from .pretrain import clip_contrastive_loss
 
 
 def make_h_w(embed_dim: int, input_shape: tuple[int, ...], init_std: float, seed: int) -> torch.nn.Linear:
@@ -146,7 +146,7 @@ def train_sds_clip(cfg: dict, lam: float, seed: int, clip_folder: str | Path, te
     summary = {"lambda": lam, "seed": seed, "steps": loop_cfg.steps, "final": last,
                "sds": cfg["sds"], "layernorm_scope": cfg["layernorm_scope"],
                "trainable_parameters": sum(p.numel() for p in model.trainable().values())}
-    _finish(Path(out), Path(work), write, summary)
+    finish_model_folder(Path(out), Path(work), write, summary)
     return summary
 
 

@@ -8,6 +8,7 @@ from pipeline_steps.config import dump as dump_params
 from pipeline_steps.data.registry import PREPARED_DATASETS, PREPARED_FROM, RAW_SOURCES, TASKS
 from pipeline_steps.data.synthetic import SOURCE_KEYS
 from pipeline_steps.io import atomic_write_text
+from pipeline_steps.splits import percent_name
 
 RAW = config["paths"]["raw"]
 PREPARED = config["paths"]["prepared"]
@@ -52,6 +53,60 @@ EVAL_DATASETS = ["winoground", "aro_vg_relation", "aro_vg_attribution", "aro_coc
                  "aro_flickr_order", "sugarcrepe"] + config["evaluate"]["zeroshot"]["datasets"]
 
 
+# --- CLIP-TD: task x setting x method x seed -------------------------------------------------------
+CTD = config["clip_td"]
+STUDENT = config["models"]["student"]["name"]
+STUDENT_FOLDER = f"{MODELS}/pretrained/{STUDENT}"
+CTD_TEACHER = CTD["teacher"]["clip"]
+CLIP_TD_CACHE = f"{FEATURES}/clip_td/{CTD_TEACHER}"
+CTD_RUN = "{task}-{setting}-{method}-s{seed}"
+
+
+def clip_td_settings(task):
+    """full, lowshot-<percent> for each clip_td fraction, shift-<kind> for the task's shift kinds."""
+    settings = ["full"] if "full" in CTD["settings"] else []
+    if "lowshot" in CTD["settings"] and task in config["splits"]["lowshot"]["datasets"]:
+        settings += [f"lowshot-{percent_name(f)}" for f in CTD["lowshot_fractions"]]
+    if "shift" in CTD["settings"]:
+        settings += [f"shift-{kind}" for kind in config["splits"]["shift"].get(task, [])]
+    return settings
+
+
+CLIP_TD_RUNS = [
+    CTD_RUN.format(task=task, setting=setting, method=method, seed=seed)
+    for task in CTD["tasks"]
+    for setting in clip_td_settings(task)
+    for method in CTD["methods"]
+    for seed in CTD["seeds"]
+]
+
+
+def clip_td_split_file(wildcards):
+    """The split file of a run: a low-shot setting uses the subset drawn with the run's seed."""
+    name = wildcards.setting
+    if name.startswith("lowshot-"):
+        name = f"{name}-seed{wildcards.seed}"
+    return f"{SPLITS}/{wildcards.task}/{name}.json"
+
+
+def clip_td_teacher_inputs(wildcards):
+    """The cached features of the task (cached mode) or the teacher CLIP (online mode); nothing for
+    a method that does not distil."""
+    if float(CTD["methods"][wildcards.method]["weight"]) == 0:
+        return {}
+    if CTD["teacher"]["mode"] == "online":
+        return {"teacher": clip_folder(CTD_TEACHER)}
+    return {"teacher_cache": f"{CLIP_TD_CACHE}/{wildcards.task}"}
+
+
+def teacher_args(wildcards, input):
+    if "teacher_cache" in input.keys():
+        return f"--teacher-cache {input.teacher_cache}"
+    if "teacher" in input.keys():
+        return f"--teacher {input.teacher}"
+    return ""
+
+
 def clip_folder(name):
     return f"{MODELS}/pretrained/{name}"
 
@@ -83,3 +138,5 @@ wildcard_constraints:
     run=one_of(EVAL_RUNS),
     lam=r"[0-9][0-9.e+-]*",
     seed=r"\d+",
+    setting=r"full|lowshot-[0-9.]+|shift-[a-z_]+",
+    method=one_of(config["clip_td"]["methods"]),

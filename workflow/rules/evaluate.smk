@@ -1,5 +1,6 @@
 # Evaluation: every trained SDS-CLIP run and each untouched base CLIP (run name base-<backbone>) on
-# Winoground, ARO, SugarCrepe and zero-shot; and the diffusion teacher's own Winoground score.
+# Winoground, ARO, SugarCrepe and zero-shot; the diffusion teacher's own Winoground score; and every
+# CLIP-TD run on the evaluation ids of its split.
 
 
 rule evaluate_clip:
@@ -53,7 +54,36 @@ rule teacher_score:
         " --prepared {input.data} --out {output} --threads {threads} > {log} 2>&1"
 
 
+rule evaluate_clip_td:
+    input:
+        model=f"{MODELS}/clip_td/{CTD_RUN}",
+        data=f"{PREPARED}/{{task}}",
+        splits=f"{SPLITS}/{{task}}",
+    output:
+        f"{RESULTS}/metrics/clip_td/{CTD_RUN}.json",
+    params:
+        **STEP_PARAMS,
+        split=clip_td_split_file,
+        cfg=section("evaluate"),
+    threads: 1
+    conda:
+        ENV
+    log:
+        f"{LOGS}/evaluate/clip_td/{CTD_RUN}.log",
+    benchmark:
+        f"{BENCH}/evaluate/clip_td/{CTD_RUN}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        cpus_per_task=1,
+    shell:
+        "{params.step} evaluate-clip-td --params {params.params_file} --model {input.model}"
+        " --prepared {input.data} --split {params.split} --out {output} --threads {threads}"
+        " > {log} 2>&1"
+
+
 rule evaluate_all:
     input:
         expand(f"{RESULTS}/metrics/sds_clip/{{run}}", run=EVAL_RUNS),
         rules.teacher_score.output,
+        expand(f"{RESULTS}/metrics/clip_td/{{run}}.json", run=CLIP_TD_RUNS),

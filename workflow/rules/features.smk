@@ -1,4 +1,5 @@
-# Frozen-teacher caches: the SD text-encoder states of every training caption, computed once.
+# Frozen-teacher caches, computed once: the SD text-encoder states of every training caption (SDS-CLIP)
+# and the CLIP teacher's token features of every labelled example of each CLIP-TD task.
 
 
 rule cache_text_states:
@@ -26,6 +27,35 @@ rule cache_text_states:
         " --prepared {input.coco} --out {output} --threads {threads} > {log} 2>&1"
 
 
+rule cache_clip_features:
+    input:
+        teacher=clip_folder(CTD_TEACHER),
+        data=f"{PREPARED}/{{task}}",
+    output:
+        directory(f"{CLIP_TD_CACHE}/{{task}}"),
+    params:
+        **STEP_PARAMS,
+        cfg=section("clip_td", "teacher"),
+    threads: 2
+    conda:
+        ENV
+    log:
+        f"{LOGS}/features/clip_td_{CTD_TEACHER}_{{task}}.log",
+    benchmark:
+        f"{BENCH}/features/clip_td_{CTD_TEACHER}_{{task}}.tsv"
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        cpus_per_task=2,
+        gpu=CTD["gpus"],
+    shell:
+        "{params.step} cache-clip-features --params {params.params_file} --task {wildcards.task}"
+        " --teacher {input.teacher} --prepared {input.data} --out {output} --threads {threads}"
+        " > {log} 2>&1"
+
+
 rule features_all:
     input:
         TEXT_CACHE,
+        # online teacher mode reads no cache
+        expand(f"{CLIP_TD_CACHE}/{{task}}", task=CTD["tasks"] if CTD["teacher"]["mode"] == "cached" else []),

@@ -56,11 +56,37 @@ if config["mode"] == "synthetic":
             "{params.step} pretrain-diffusion --params {params.params_file} --prepared {input}"
             " --out {output} --work {params.work} --threads {threads} > {log} 2>&1"
 
+    rule pretrain_student:
+        input:
+            expand(f"{PREPARED}/{{dataset}}", dataset=["coco", *TASKS]),
+        output:
+            directory(STUDENT_FOLDER),
+        params:
+            **STEP_PARAMS,
+            work=f"{WORK}/pretrained/{STUDENT}",
+            cfg=json.dumps([config["models"]["student"]["tiny"], config["pretrain"]["student"],
+                            config["pretrain"]["seed"]], sort_keys=True),
+        threads: 2
+        conda:
+            ENV
+        log:
+            f"{LOGS}/pretrained/{STUDENT}.log",
+        benchmark:
+            f"{BENCH}/pretrained/{STUDENT}.tsv"
+        resources:
+            mem_mb=4000,
+            runtime=120,
+            cpus_per_task=2,
+        shell:
+            "{params.step} pretrain-student --params {params.params_file} --prepared {input}"
+            " --out {output} --work {params.work} --threads {threads} > {log} 2>&1"
+
 else:
 
     localrules:
         fetch_clip,
         fetch_diffusion,
+        fetch_student,
 
     rule fetch_clip:
         output:
@@ -91,7 +117,23 @@ else:
             " --out {output} > {log} 2>&1"
 
 
+    rule fetch_student:
+        output:
+            directory(STUDENT_FOLDER),
+        params:
+            **STEP_PARAMS,
+            cfg=lambda w: json.dumps({k: config["models"]["student"][k] for k in ("hub_id", "revision")}),
+        conda:
+            ENV
+        log:
+            f"{LOGS}/pretrained/{STUDENT}.log",
+        shell:
+            "{params.step} fetch-pretrained --params {params.params_file} --kind student"
+            " --out {output} > {log} 2>&1"
+
+
 rule pretrained_all:
     input:
         [clip_folder(name) for name in CLIP_MODELS],
         TEACHER_FOLDER,
+        STUDENT_FOLDER,

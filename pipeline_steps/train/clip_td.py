@@ -1,0 +1,329 @@
+"""CLIP-TD: distil a frozen CLIP teacher into a VL student during task fine-tuning (Wang et al., 2022).
+
+One code path, three configurations (``clip_td.methods``):
+
+- ``finetune``: the task loss only (``weight: 0``; the teacher is never read);
+- ``naive``: task loss + distillation on all tokens (``top_k: 1``) with a constant instance weight;
+- ``targeted`` (CLIP-TD): per instance, only the ``top_k`` fraction of tokens most relevant to the
+  teacher is distilled, and each instance's term is weighted by the teacher's confidence in the
+  ground truth, normalised in the batch.
+
+The paper does not publish these equations; ours (every choice a params key):
+
+- Distilled tokens: the student's image tokens <- the teacher's patch tokens (resampled to the
+  student's patch grid) and the student's words <- the teacher's words of the distilled text
+  (:mod:`pipeline_steps.train.vl_tasks`), each through a linear projection student -> teacher dim
+  (used in training only: inference is the unchanged student + task head).
+- Relevance (``distill.selection: cross_modal``): a patch's cosine with the teacher's embedding of
+  the distilled text; a word's cosine with the teacher's image embedding.  ``random`` keeps the same
+  number of tokens chosen at random (an ablation).  ``ceil(top_k * valid tokens)`` are kept.
+- Token distance (``distill.loss``): ``cosine`` (1 - cos), ``mse`` or ``l1`` against the normalised
+  teacher token; an instance's distillation term averages over its kept tokens, then modalities.
+- Teacher confidence (:func:`teacher_confidence`): VQA, the softmax probability of the majority
+  answer among candidate answers ("question + answer" prompts); VCR, the mean of the probabilities
+  of the right answer and the right rationale among the four; SNLI-VE, ``p = sigmoid(T * z)`` with
+  ``z`` the image-hypothesis similarity standardised in the batch, and confidence ``p``
+  (entailment), ``1 - p`` (contradiction), ``1 - |2p - 1|`` (neutral: the teacher is right to be
+  undecided).  Weights are ``c / mean(c)`` over the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from ..clip_teacher import ClipFeatureCache, ClipTeacher, TeacherBatch, vqa_candidates
+from ..data.scenes import rng_for
+from ..data.shards import PreparedDataset
+from ..data.snli_ve import LABELS as SNLI_LABELS
+from ..models.student import Student, load_student
+from .loop import LoopConfig, Trainer, device_for, finish_model_folder
+from .vl_tasks import Example, answer_vocabulary, load_examples, read_split, vqa_targets
+
+log = logging.getLogger(__name__)
+VCR_CHOICES = 4
+
+
+# --- the ingredients ------------------------------------------------------------------------------------
+
+def select_tokens(relevance: torch.Tensor, valid: torch.Tensor, top_k: float, rule: str = "cross_modal",
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, N) bool: per instance, the ``ceil(top_k * valid)`` valid tokens of highest relevance."""
+    if not 0 < top_k <= 1:
+        raise ValueError(f"top_k must be in (0, 1], got {top_k}")
+    if rule == "random":
+        relevance = torch.rand(relevance.shape, generator=generator, device=relevance.device)
+    elif rule != "cross_modal":
+        raise ValueError(f"unknown token selection rule {rule!r}")
+    keep = torch.ceil(top_k * valid.sum(1).float()).long()
+    scores = relevance.float().masked_fill(~valid, float("-inf"))
+    ranks = scores.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
+    return (ranks < keep.unsqueeze(1)) & valid
+
+
+def teacher_confidence(task: str, teacher: TeacherBatch, labels: torch.Tensor,
+                       rationale_labels: torch.Tensor, snli_temperature: float) -> torch.Tensor:
+    """(B,) the teacher's confidence in each example's ground truth, in [0, 1]."""
+    logits = teacher.choice_logits.float()
+    if task == "vqa":
+        return logits.softmax(-1).gather(1, teacher.choice_target.view(-1, 1)).squeeze(1)
+    if task == "vcr":
+        p_answer = logits[:, :VCR_CHOICES].softmax(-1).gather(1, labels.view(-1, 1)).squeeze(1)
+        p_rationale = logits[:, VCR_CHOICES:2 * VCR_CHOICES].softmax(-1).gather(
+            1, rationale_labels.view(-1, 1)).squeeze(1)
+        return (p_answer + p_rationale) / 2
+    if task == "snli_ve":
+        s = logits[:, 0]
+        z = (s - s.mean()) / (s.std(unbiased=False) + 1e-6) if len(s) > 1 else torch.zeros_like(s)
+        p = torch.sigmoid(snli_temperature * z)
+        by_label = torch.stack([p, 1 - (2 * p - 1).abs(), 1 - p], dim=1)  # SNLI_LABELS order
+        return by_label.gather(1, labels.view(-1, 1)).squeeze(1)
+    raise ValueError(f"unknown task {task!r}")
+
+
+def instance_weights(confidence: torch.Tensor, weighting: str) -> torch.Tensor:
+    """(B,) weights with mean 1: constant, or proportional to the teacher's confidence."""
+    if weighting == "constant":
+        return torch.ones_like(confidence)
+    if weighting == "confidence":
+        return confidence / confidence.mean().clamp(min=1e-8)
+    raise ValueError(f"unknown weighting {weighting!r}")
+
+
+def token_distance(student: torch.Tensor, teacher: torch.Tensor, loss: str) -> torch.Tensor:
+    """(B, N) distance of each projected student token to its (normalised) teacher token."""
+    student, teacher = student.float(), teacher.float()
+    if loss == "cosine":
+        return 1 - F.cosine_similarity(student, teacher, dim=-1)
+    if loss == "mse":
+        return ((student - teacher) ** 2).mean(-1)
+    if loss == "l1":
+        return (student - teacher).abs().mean(-1)
+    raise ValueError(f"unknown distillation loss {loss!r}")
+
+
+def resample_grid(tokens: torch.Tensor, grid: int) -> torch.Tensor:
+    """(B, g*g, D) patch tokens on the student's (grid x grid) patch grid, renormalised."""
+    b, n, d = tokens.shape
+    g = math.isqrt(n)
+    if g == grid:
+        return tokens
+    x = tokens.transpose(1, 2).reshape(b, d, g, g).float()
+    x = F.interpolate(x, size=(grid, grid), mode="bilinear", align_corners=False)
+    return F.normalize(x.reshape(b, d, grid * grid).transpose(1, 2), dim=-1)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,) mean of ``values`` over ``mask`` per row (0 where a row keeps nothing)."""
+    m = mask.float()
+    return (values * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+# --- the model --------------------------------------------------------------------------------------------
+
+class ClipTdModel(torch.nn.Module):
+    """The student, its task head (ViLT's classifier shape) and the training-only projections."""
+
+    def __init__(self, student: Student, n_outputs: int, teacher_dim: int):
+        super().__init__()
+        self.student = student
+        h = student.hidden_size
+        self.head = torch.nn.Sequential(torch.nn.Linear(h, 2 * h), torch.nn.LayerNorm(2 * h),
+                                        torch.nn.GELU(), torch.nn.Linear(2 * h, n_outputs))
+        self.project_image = torch.nn.Linear(h, teacher_dim)
+        self.project_text = torch.nn.Linear(h, teacher_dim)
+
+
+def n_outputs(task: str, vocabulary: list[str]) -> int:
+    return {"vqa": len(vocabulary), "snli_ve": len(SNLI_LABELS), "vcr": 1}[task]
+
+
+def augment_crop(image: Image.Image, crop_scale: float, rng: np.random.Generator) -> Image.Image:
+    """A random square crop covering ``[crop_scale, 1]`` of the area, resized back."""
+    if crop_scale >= 1:
+        return image
+    w, h = image.size
+    side = math.sqrt(rng.uniform(crop_scale, 1.0))
+    cw, ch = max(1, round(w * side)), max(1, round(h * side))
+    x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    return image.crop((x, y, x + cw, y + ch)).resize((w, h), Image.BICUBIC)
+
+
+class ClipTdBatchLoss:
+    """The loss of one batch of examples: task loss + weight * weighted distillation."""
+
+    def __init__(self, model: ClipTdModel, task: str, method: dict, cfg: dict, vocabulary: list[str],
+                 teacher_source, device: torch.device):
+        self.model, self.task, self.method, self.cfg = model, task, method, cfg
+        self.vocabulary = vocabulary
+        # cached: anything with .batch(ids) -> TeacherBatch (ClipFeatureCache); online: (ClipTeacher, candidates)
+        self.teacher_source = teacher_source
+        self.device = device
+        self.max_words = int(cfg["teacher"]["max_words"])
+
+    def teacher(self, examples: list[Example], images: list[Image.Image]) -> TeacherBatch:
+        if hasattr(self.teacher_source, "batch"):
+            return self.teacher_source.batch([e.id for e in examples]).to(self.device)
+        clip, candidates = self.teacher_source
+        return clip.features(self.task, examples, images, self.max_words, candidates)
+
+    def __call__(self, examples: list[Example], images: list[Image.Image],
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        dev = self.device
+        per = len(examples[0].texts)
+        texts = [t for e in examples for t in e.texts]
+        student = self.model.student
+        tokens, pool, word_mask = student.tokenize(texts, self.max_words)
+        pixels = student.pixels(images).to(dev).repeat_interleave(per, dim=0)
+        enc = student(pixels, tokens["input_ids"].to(dev), tokens["attention_mask"].to(dev),
+                      pool.to(dev), word_mask.to(dev))
+        logits = self.model.head(enc.pooled).float()
+        labels = torch.tensor([e.label for e in examples], device=dev)
+        rationale_labels = torch.tensor([e.rationale_label for e in examples], device=dev)
+        task_loss = task_loss_of(self.task, logits, examples, labels, rationale_labels, self.vocabulary)
+        metrics = {"loss_task": task_loss.item()}
+        weight = float(self.method["weight"])
+        if weight == 0:
+            return task_loss, {**metrics, "loss": task_loss.item()}
+
+        teacher = self.teacher(examples, images)
+        rows = torch.tensor([b * per + e.distill_index for b, e in enumerate(examples)], device=dev)
+        distill = self.cfg["distill"]
+        terms = []
+        if "image" in distill["modalities"]:
+            target = resample_grid(teacher.image_tokens, student.grid)
+            relevance = target @ teacher.text_pooled.float().unsqueeze(-1)
+            valid = torch.ones(target.shape[:2], dtype=torch.bool, device=dev)
+            keep = select_tokens(relevance.squeeze(-1), valid, self.method["top_k"], distill["selection"],
+                                 generator)
+            dist = token_distance(self.model.project_image(enc.image[rows]), target, distill["loss"])
+            terms.append(masked_mean(dist, keep))
+        if "text" in distill["modalities"]:
+            target = teacher.words.float()
+            relevance = (target @ teacher.image_pooled.float().unsqueeze(-1)).squeeze(-1)
+            valid = teacher.word_mask & enc.word_mask[rows]
+            keep = select_tokens(relevance, valid, self.method["top_k"], distill["selection"], generator)
+            student_words = (enc.word_pool[rows] @ enc.text[rows])
+            dist = token_distance(self.model.project_text(student_words), target, distill["loss"])
+            terms.append(masked_mean(dist, keep))
+        per_instance = torch.stack(terms).mean(0)
+        confidence = teacher_confidence(self.task, teacher, labels, rationale_labels,
+                                        float(self.cfg["weighting"]["snli_temperature"]))
+        weights = instance_weights(confidence, self.method["weighting"])
+        distill_loss = (weights.detach() * per_instance).mean()
+        loss = task_loss + weight * distill_loss
+        return loss, {**metrics, "loss_distill": distill_loss.item(),
+                      "teacher_confidence": confidence.mean().item(), "loss": loss.item()}
+
+
+def task_loss_of(task: str, logits: torch.Tensor, examples: list[Example], labels: torch.Tensor,
+                 rationale_labels: torch.Tensor, vocabulary: list[str]) -> torch.Tensor:
+    if task == "vqa":
+        targets = vqa_targets(examples, vocabulary).to(logits.device)
+        # UNITER/ViLT: binary cross-entropy over the answers, scaled by the number of answers
+        return F.binary_cross_entropy_with_logits(logits, targets) * targets.shape[1]
+    if task == "snli_ve":
+        return F.cross_entropy(logits, labels)
+    scores = logits.view(len(examples), 2, VCR_CHOICES)
+    return (F.cross_entropy(scores[:, 0], labels) + F.cross_entropy(scores[:, 1], rationale_labels)) / 2
+
+
+# --- training and prediction ----------------------------------------------------------------------------------
+
+def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_folder: str | Path,
+                  prepared: str | Path, split_file: str | Path, teacher_clip: str | Path | None,
+                  teacher_cache: str | Path | None, out: str | Path, work: str | Path) -> dict:
+    """One run of the grid; writes the fine-tuned student + head to ``out``."""
+    if method_name not in cfg["methods"]:
+        raise ValueError(f"clip_td.methods has no method {method_name!r}")
+    method = cfg["methods"][method_name]
+    device = device_for()
+    split = read_split(split_file)
+    examples = load_examples(task, prepared, split["train"])
+    vocabulary = answer_vocabulary(examples, int(cfg["vqa"]["min_answer_count"])) if task == "vqa" else []
+    if task == "vqa" and not vocabulary:
+        raise ValueError(f"{split_file}: no answer is given {cfg['vqa']['min_answer_count']} times "
+                         f"(clip_td.vqa.min_answer_count)")
+    torch.manual_seed(seed)
+    student = load_student(student_folder, device)
+    teacher_source = None
+    teacher_dim = 1
+    crop_scale = float(cfg["augment"]["crop_scale"])
+    if float(method["weight"]) > 0:
+        if cfg["teacher"]["mode"] == "online":
+            clip = ClipTeacher(teacher_clip, device)
+            candidates = vqa_candidates(examples, cfg["teacher"]["vqa_candidates"]) if task == "vqa" else None
+            teacher_source = (clip, candidates)
+            teacher_dim = int(clip.model.visual.output_dim)
+        else:
+            if crop_scale < 1:
+                raise ValueError("clip_td.augment.crop_scale < 1 changes the images the teacher sees: "
+                                 "it needs clip_td.teacher.mode: online")
+            teacher_source = ClipFeatureCache(teacher_cache)
+            teacher_dim = int(teacher_source.summary["dim"])
+    model = ClipTdModel(student, n_outputs(task, vocabulary), teacher_dim).to(device)
+    batch_loss = ClipTdBatchLoss(model, task, method, cfg, vocabulary, teacher_source, device)
+    data = PreparedDataset(prepared)
+    loop_cfg = LoopConfig.from_params(cfg["train"], seed)
+
+    def loss_fn(step, indices, generator):
+        batch = [examples[i] for i in indices]
+        rng = rng_for(seed, "augment", step)
+        images = [augment_crop(data.image(e.image), crop_scale, rng) for e in batch]
+        return batch_loss(batch, images, generator)
+
+    model.train()
+    named = {k: p for k, p in model.named_parameters()}
+    last = Trainer(work, loop_cfg, named, len(examples), loss_fn, device).run()
+    model.eval()
+    data.close()
+
+    def write(folder: Path) -> None:
+        model.student.save(folder / "student")
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
+                  folder / "head.safetensors")
+        (folder / "task.json").write_text(json.dumps(
+            {"task": task, "outputs": vocabulary if task == "vqa" else list(SNLI_LABELS) if task == "snli_ve"
+             else ["score"], "max_words": batch_loss.max_words}, indent=1))
+
+    summary = {"task": task, "method": method_name, "method_config": method, "seed": seed,
+               "split": Path(split_file).name, "train_examples": len(examples), "steps": loop_cfg.steps,
+               "final": last, "distill": cfg["distill"], "teacher_mode": cfg["teacher"]["mode"],
+               "answer_vocabulary": len(vocabulary) if task == "vqa" else None}
+    finish_model_folder(Path(out), Path(work), write, summary)
+    return summary
+
+
+def load_clip_td(folder: str | Path, device: torch.device) -> tuple[ClipTdModel, dict]:
+    folder = Path(folder)
+    meta = json.loads((folder / "task.json").read_text())
+    student = load_student(folder / "student", device)
+    model = ClipTdModel(student, len(meta["outputs"]), 1)
+    model.head.load_state_dict(load_file(folder / "head.safetensors"))
+    return model.to(device).eval(), meta
+
+
+@torch.no_grad()
+def predict(model: ClipTdModel, examples: list[Example], data: PreparedDataset, batch_size: int,
+            max_words: int) -> torch.Tensor:
+    """(N, outputs) logits; VCR: (N, 8) scores of the Q->A and QA->R texts."""
+    out = []
+    dev = next(model.parameters()).device
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start:start + batch_size]
+        per = len(batch[0].texts)
+        texts = [t for e in batch for t in e.texts]
+        tokens, _, _ = model.student.tokenize(texts, max_words)
+        pixels = model.student.pixels([data.image(e.image) for e in batch]).to(dev).repeat_interleave(per, 0)
+        enc = model.student(pixels, tokens["input_ids"].to(dev), tokens["attention_mask"].to(dev))
+        logits = model.head(enc.pooled).float().cpu()
+        out.append(logits.view(len(batch), -1))
+    return torch.cat(out)
