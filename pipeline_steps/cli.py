@@ -25,6 +25,20 @@ def _synthesize(params: dict, args: argparse.Namespace) -> None:
     synthesize(args.source, params["synthetic"], args.out)
 
 
+def _acquire(params: dict, args: argparse.Namespace) -> None:
+    from .data.acquire import acquire
+
+    summary = acquire(args.source, params["data"], args.downloads, args.out)
+    log.info("acquired %s: %d files", args.source, len(summary["files"]))
+
+
+def _build_mirror(params: dict, args: argparse.Namespace) -> None:
+    from .data.mirror import build_mirror
+
+    checksums = build_mirror(args.raw, args.out)
+    log.info("mirror of %d files in %s (checksums in %s)", len(checksums), args.out, args.out / "checksums.json")
+
+
 def _prepare(params: dict, args: argparse.Namespace) -> None:
     from .data.prepare import prepare
 
@@ -168,6 +182,8 @@ def _validate_params(params: dict, args: argparse.Namespace) -> None:
 
 STEPS = {
     "synthesize": (_synthesize, "generate one raw source of the synthetic world in its native format"),
+    "acquire": (_acquire, "download (or find), verify and assemble one real raw source"),
+    "build-mirror": (_build_mirror, "pack synthetic raw sources as the real download files, for a mirror"),
     "prepare": (_prepare, "normalise a raw dataset into records + image shards"),
     "splits": (_splits, "write the low-shot and domain-shift splits of a task dataset"),
     "splits-summary": (_splits_summary, "tabulate the sizes and label distributions of all splits"),
@@ -200,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     parsers["synthesize"].add_argument("--source", required=True, choices=RAW_SOURCES)
     parsers["synthesize"].add_argument("--out", required=True, type=Path, help="raw source directory")
+    parsers["acquire"].add_argument("--source", required=True, choices=RAW_SOURCES)
+    parsers["acquire"].add_argument("--downloads", required=True, type=Path,
+                                    help="folder of downloaded files (one sub-folder per source)")
+    parsers["acquire"].add_argument("--out", required=True, type=Path, help="raw source directory")
+    parsers["build-mirror"].add_argument("--raw", required=True, type=Path, help="synthetic data/raw")
+    parsers["build-mirror"].add_argument("--out", required=True, type=Path, help="mirror root folder")
     parsers["prepare"].add_argument("--dataset", required=True, choices=PREPARED_DATASETS)
     parsers["prepare"].add_argument("--raw", required=True, type=Path,
                                     help="directory holding the raw sources (data/raw)")

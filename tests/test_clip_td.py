@@ -4,6 +4,7 @@ teacher cache against the online teacher, and a short training run that resumes 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 
@@ -209,7 +210,8 @@ def test_split_with_unknown_ids_names_them(world, tmp_path):
         load_examples("vqa", root / "vqa", ["not-an-id"])
 
 
-def test_targeted_run_resumes_to_identical_weights_and_evaluates(world, tmp_path):
+def test_targeted_run_resumes_to_identical_weights_and_evaluates(world, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="pipeline_steps.train.loop")
     params, root = world
     cfg = params["clip_td"]
     cfg["train"] = {**cfg["train"], "steps": 4, "checkpoint_every": 2}
@@ -222,7 +224,9 @@ def test_targeted_run_resumes_to_identical_weights_and_evaluates(world, tmp_path
     train_clip_td(**common, out=tmp_path / "straight", work=tmp_path / "work-straight")
     # a job killed after step 2 leaves only the step-2 checkpoint; the rerun resumes from it
     shutil.copytree(tmp_path / "work-straight/checkpoints/step-2", tmp_path / "work-resumed/checkpoints/step-2")
+    shutil.copy(tmp_path / "work-straight/run.json", tmp_path / "work-resumed/run.json")
     train_clip_td(**common, out=tmp_path / "resumed", work=tmp_path / "work-resumed")
+    assert f"resumed from {tmp_path / 'work-resumed/checkpoints/step-2'}" in caplog.text
     a = load_file(tmp_path / "straight/student/model.safetensors")
     b = load_file(tmp_path / "resumed/student/model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -234,6 +238,14 @@ def test_targeted_run_resumes_to_identical_weights_and_evaluates(world, tmp_path
     summary = json.loads((tmp_path / "resumed/train_summary.json").read_text())
     assert summary["method"] == "targeted" and summary["train_examples"] == 24
     assert np.isfinite(summary["final"]["loss_distill"])
+    # params changed since: the finished run's checkpoints are not resumed, training starts afresh
+    changed = {**common, "cfg": {**cfg, "distill": {**cfg["distill"], "loss": "mse"}}}
+    train_clip_td(**changed, out=tmp_path / "changed", work=tmp_path / "work-resumed")
+    assert "holds checkpoints of another configuration (differs in: identity)" in caplog.text
+    summary = json.loads((tmp_path / "changed/train_summary.json").read_text())
+    assert summary["distill"]["loss"] == "mse" and np.isfinite(summary["final"]["loss_distill"])
+    c = load_file(tmp_path / "changed/student/model.safetensors")
+    assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_augmentation_needs_the_online_teacher(world, tmp_path):
@@ -280,3 +292,16 @@ def test_student_image_tokens_come_back_in_raster_order(world):
     assert torch.equal(torch.random.get_rng_state(), state)  # ViLT's sampling left the generator alone
     moved = (a - b).abs().sum(-1) > 1e-6
     assert moved.nonzero().flatten().tolist() == [2 * grid + 5]
+
+
+def test_student_vocabulary_is_the_same_on_every_run(tmp_path):
+    texts = ["A red circle and a blue square.", "Is the square blue?", "two stars", "a red star"] * 3
+    a = train_vocabulary(texts, 50, tmp_path / "a").read_text()
+    b = train_vocabulary(list(reversed(texts)), 50, tmp_path / "b").read_text()
+    assert a == b  # no dependence on order (or on hash seeds: ties are broken alphabetically)
+    vocab = a.split()
+    chars = sorted(set("".join(texts).lower()) - {" "})
+    assert vocab[:5 + 2 * len(chars)] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + [f"##{c}" for c in chars]
+    # then whole words, most frequent first, ties alphabetical, cut at the size
+    words = ["blue", "red", "square", "and", "circle", "is", "star", "stars", "the", "two"]
+    assert vocab[5 + 2 * len(chars):] == words[:50 - 5 - 2 * len(chars)]

@@ -19,7 +19,9 @@ CFG = {"shard_size_mb": 0.03, "texture_threshold": 8.0}
 def prepared(small_world, tmp_path_factory):
     _, raw = small_world
     out = tmp_path_factory.mktemp("prepared")
-    return {d: (prepare(d, raw, out / d, CFG), out / d) for d in registry.PREPARED_DATASETS}
+    # the synthetic world's zero-shot sets (CIFAR comes from paper mode: tests/test_acquire.py)
+    synthetic = registry.datasets_to_prepare(["zeroshot_shapes", "zeroshot_colors"])
+    return {d: (prepare(d, raw, out / d, CFG), out / d) for d in synthetic}
 
 
 def test_every_dataset_prepares_with_unique_ids_and_readable_images(prepared, small_world):

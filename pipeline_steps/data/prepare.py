@@ -123,6 +123,8 @@ ITEMS: dict[str, Callable[[Path], Iterator[Item]]] = {
     "snli_ve": _snli_ve,
     "vcr": _vcr,
     "zeroshot_shapes": _class_folders("shapes"),
+    "zeroshot_cifar10": _class_folders("cifar10"),
+    "zeroshot_cifar100": _class_folders("cifar100"),
     "zeroshot_colors": _class_folders("colors"),
 }
 assert set(ITEMS) == set(PREPARED_FROM)

@@ -94,6 +94,9 @@ class PreparedDataset:
             raise FileNotFoundError(f"{self.root} is not a prepared dataset "
                                     f"(expected {INDEX} and {RECORDS}); run the prepare step")
         self.index = pd.read_parquet(self.root / INDEX).set_index("key")
+        # key -> (shard, offset, size) as plain Python: a pandas lookup per image costs more than the read
+        self._where = dict(zip(self.index.index, zip(self.index["shard"], self.index["offset"].tolist(),
+                                                      self.index["size"].tolist())))
         self._files: dict[str, object] = {}
 
     def records(self, split: str | None = None) -> Iterator[dict]:
@@ -104,12 +107,12 @@ class PreparedDataset:
                     yield record
 
     def image_bytes(self, key: str) -> bytes:
-        row = self.index.loc[key]
-        f = self._files.get(row["shard"])
+        shard, offset, size = self._where[key]
+        f = self._files.get(shard)
         if f is None:
-            f = self._files[row["shard"]] = open(self.root / row["shard"], "rb")
-        f.seek(int(row["offset"]))
-        return f.read(int(row["size"]))
+            f = self._files[shard] = open(self.root / shard, "rb")
+        f.seek(offset)
+        return f.read(size)
 
     def image(self, key: str) -> Image.Image:
         return Image.open(io.BytesIO(self.image_bytes(key))).convert("RGB")

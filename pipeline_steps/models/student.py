@@ -36,15 +36,33 @@ def words_of(text: str) -> list[str]:
 
 
 def train_vocabulary(texts, vocab_size: int, out_dir: str | Path) -> Path:
-    """A WordPiece vocabulary (``vocab.txt``) trained on ``texts`` with the tokenizers library."""
-    from tokenizers import BertWordPieceTokenizer
+    """A WordPiece vocabulary (``vocab.txt``) for ``texts``, the same on every run.
 
-    wordpiece = BertWordPieceTokenizer(lowercase=True)
-    wordpiece.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=1,
-                                  special_tokens=SPECIAL_TOKENS, show_progress=False)
+    Special tokens, every character seen (alone and as a ``##`` continuation, so nothing is
+    unknown), then whole words by frequency (ties alphabetical) up to ``vocab_size``.  BERT's
+    normaliser and pre-tokeniser split the words exactly as the tokenizer will.  (The tokenizers
+    library's WordPiece trainer breaks count ties in hash order: two runs could differ.)
+    """
+    from collections import Counter
+
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+
+    normalizer, pre_tokenizer = BertNormalizer(lowercase=True), BertPreTokenizer()
+    words = Counter(w for text in texts
+                    for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({c for w in words for c in w})
+    vocab = SPECIAL_TOKENS + chars + [f"##{c}" for c in chars]
+    known = set(vocab)
+    for word, _ in sorted(words.items(), key=lambda item: (-item[1], item[0])):
+        if len(vocab) >= vocab_size:
+            break
+        if word not in known:
+            vocab.append(word)
+            known.add(word)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    wordpiece.save_model(str(out_dir))
+    (out_dir / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     return out_dir / "vocab.txt"
 
 

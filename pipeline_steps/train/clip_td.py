@@ -45,7 +45,7 @@ from ..data.scenes import rng_for
 from ..data.shards import PreparedDataset
 from ..data.snli_ve import LABELS as SNLI_LABELS
 from ..models.student import Student, load_student
-from .loop import LoopConfig, Trainer, device_for, finish_model_folder
+from .loop import LoopConfig, Trainer, device_for, digest, finish_model_folder
 from .vl_tasks import Example, answer_vocabulary, load_examples, read_split, vqa_targets
 
 log = logging.getLogger(__name__)
@@ -282,7 +282,8 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
 
     model.train()
     named = {k: p for k, p in model.named_parameters()}
-    last = Trainer(work, loop_cfg, named, len(examples), loss_fn, device).run()
+    identity = {"task": task, "method": method, "clip_td": cfg, "train_ids": digest(split["train"])}
+    last = Trainer(work, loop_cfg, named, len(examples), loss_fn, device, identity=identity).run()
     model.eval()
     data.close()
 

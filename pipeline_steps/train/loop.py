@@ -7,12 +7,16 @@ an uninterrupted run would be.
 
 Checkpoints (``<out>/checkpoints/step-<n>/``): ``trainable.safetensors`` (every parameter that
 trains, by name) and ``optimizer.pt`` (loaded with ``weights_only=True``), written under a temporary
-name and renamed.  SIGTERM/SIGUSR1 (sent by SLURM before preemption) save a checkpoint after the
+name and renamed.  ``<out>/run.json`` records what the checkpoints belong to (the loop settings that
+change results, the parameter shapes, the data size and the caller's identity, e.g. its params
+section): a run whose params changed since starts afresh instead of resuming someone else's state.  SIGTERM/SIGUSR1 (sent by SLURM before preemption) save a checkpoint after the
 current step and exit with status 75 so the job can be retried and resume.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -54,6 +58,11 @@ class LoopConfig:
     def from_params(cls, section: dict, seed: int) -> "LoopConfig":
         keys = cls.__dataclass_fields__
         return cls(seed=seed, **{k: v for k, v in section.items() if k in keys and k != "seed"})
+
+
+def digest(obj) -> str:
+    """A short stable hash of JSON-able data, for run identities that would be large written out."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def device_for(params_device: str = "auto") -> torch.device:
@@ -120,8 +129,10 @@ class Trainer:
     """Runs ``loss_fn(step, indices, generator) -> (loss, {name: float})`` for ``cfg.steps`` steps."""
 
     def __init__(self, out_dir: str | Path, cfg: LoopConfig, named_params: dict[str, torch.nn.Parameter],
-                 n_items: int, loss_fn: Callable, device: torch.device, live_dir: str | Path | None = None):
+                 n_items: int, loss_fn: Callable, device: torch.device, live_dir: str | Path | None = None,
+                 identity: dict | None = None):
         self.out_dir = Path(out_dir)
+        self.identity = identity or {}
         self.cfg = cfg
         self.named_params = named_params
         self.params = list(named_params.values())
@@ -156,6 +167,28 @@ class Trainer:
         for old in self.checkpoints()[:-self.cfg.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
 
+    def run_identity(self) -> dict:
+        """What a checkpoint must match to be resumed (how often we log or save does not count)."""
+        loop = {k: v for k, v in dataclasses.asdict(self.cfg).items()
+                if k not in ("log_every", "checkpoint_every", "keep_checkpoints")}
+        return json.loads(json.dumps({
+            "loop": loop, "n_items": self.n_items, "identity": self.identity,
+            "parameters": {k: list(p.shape) for k, p in self.named_params.items()}}, default=str))
+
+    def discard_stale_state(self) -> None:
+        """Remove checkpoints and curves written for another configuration, then record ours."""
+        record = self.out_dir / "run.json"
+        current = self.run_identity()
+        previous = json.loads(record.read_text()) if record.is_file() else None
+        if previous != current and (self.checkpoint_root.exists() or self.live_dir.exists()):
+            changed = sorted(k for k in current if previous is None or previous.get(k) != current[k])
+            log.warning("%s holds checkpoints of another configuration (differs in: %s); starting afresh",
+                        self.out_dir, ", ".join(changed))
+            shutil.rmtree(self.checkpoint_root, ignore_errors=True)
+            shutil.rmtree(self.live_dir, ignore_errors=True)
+        if previous != current:
+            atomic_write_json(record, current)
+
     def load_latest(self) -> int:
         """Restore the newest readable checkpoint; returns the step to continue from."""
         for ckpt in reversed(self.checkpoints()):
@@ -168,6 +201,10 @@ class Trainer:
             missing = set(self.named_params) - set(tensors)
             if missing:
                 raise ValueError(f"checkpoint {ckpt} lacks parameters: {sorted(missing)[:5]}")
+            wrong = [k for k, p in self.named_params.items() if tensors[k].shape != p.shape]
+            if wrong:
+                raise ValueError(f"checkpoint {ckpt} has other shapes for {wrong[:5]}: delete "
+                                 f"{self.checkpoint_root} to start afresh")
             with torch.no_grad():
                 for k, p in self.named_params.items():
                     p.copy_(tensors[k].to(p.device, p.dtype))
@@ -188,6 +225,9 @@ class Trainer:
     def run(self) -> dict[str, float]:
         from dvclive import Live
 
+        if self.dist.main:
+            self.discard_stale_state()
+        self.dist.barrier()
         start = self.load_latest()
         for sig in (signal.SIGTERM, signal.SIGUSR1):
             signal.signal(sig, self._on_signal)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..models.clip import load_clip, model_config, save_clip
 from ..models.diffusion import build_tiny_teacher, save_teacher
 from .data import CaptionedImages
-from .loop import LoopConfig, Trainer, device_for, finish_model_folder
+from .loop import LoopConfig, Trainer, device_for, digest, finish_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ def pretrain_clip(spec: dict, train_cfg: dict, prepared_coco: str | Path, out: s
         return loss, {"loss": loss.item()}
 
     model.train()
-    trainer = Trainer(work, cfg, dict(model.named_parameters()), len(data), loss_fn, device)
+    trainer = Trainer(work, cfg, dict(model.named_parameters()), len(data), loss_fn, device,
+                      identity={"clip": spec})
     last = trainer.run()
     summary = {"architecture": spec["architecture"], "steps": cfg.steps, "final": last,
                "train_captions": len(data)}
@@ -92,7 +93,7 @@ def pretrain_diffusion(spec: dict, train_cfg: dict, prepared_coco: str | Path, o
     teacher.text_encoder.train()
     named = {f"unet.{k}": p for k, p in teacher.unet.named_parameters()}
     named |= {f"text_encoder.{k}": p for k, p in teacher.text_encoder.named_parameters()}
-    last = Trainer(work, cfg, named, len(data), loss_fn, device).run()
+    last = Trainer(work, cfg, named, len(data), loss_fn, device, identity={"diffusion": spec}).run()
     teacher.freeze()
     summary = {"steps": cfg.steps, "final": last, "input_shape": list(teacher.input_shape),
                "train_captions": len(data)}
@@ -160,7 +161,8 @@ def pretrain_student(spec: dict, train_cfg: dict, prepared: dict[str, str | Path
     named = {f"student.{k}": p for k, p in student.vilt.named_parameters()}
     named |= {f"mlm_head.{k}": p for k, p in mlm_head.named_parameters()}
     named |= {f"itm_head.{k}": p for k, p in itm_head.named_parameters()}
-    last = Trainer(work, cfg, named, len(data), loss_fn, device).run()
+    identity = {"student": spec, "vocabulary": digest(student.tokenizer.get_vocab())}
+    last = Trainer(work, cfg, named, len(data), loss_fn, device, identity=identity).run()
     student.eval()
     summary = {"steps": cfg.steps, "final": last, "vocabulary": vocab_size, "train_captions": len(data),
                "hidden_size": h}

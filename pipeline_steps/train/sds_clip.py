@@ -135,7 +135,8 @@ def train_sds_clip(cfg: dict, lam: float, seed: int, clip_folder: str | Path, te
         return model.loss(images, texts, context, lam, cfg["sds"], generator)
 
     model.clip.train()
-    last = Trainer(work, loop_cfg, model.trainable(), len(data), loss_fn, device).run()
+    last = Trainer(work, loop_cfg, model.trainable(), len(data), loss_fn, device,
+                   identity={"sds_clip": cfg, "lambda": lam, "clip": str(clip_folder)}).run()
     model.clip.eval()
 
     def write(folder: Path) -> None:

@@ -5,7 +5,8 @@ import os
 import re
 
 from pipeline_steps.config import dump as dump_params
-from pipeline_steps.data.registry import PREPARED_DATASETS, PREPARED_FROM, RAW_SOURCES, TASKS
+from pipeline_steps.data.registry import (PREPARED_DATASETS, PREPARED_FROM, RAW_SOURCES, TASKS,
+                                          datasets_to_prepare)
 from pipeline_steps.data.synthetic import SOURCE_KEYS
 from pipeline_steps.io import atomic_write_text
 from pipeline_steps.splits import percent_name
@@ -15,6 +16,9 @@ PREPARED = config["paths"]["prepared"]
 SPLITS = config["paths"]["splits"]
 LOGS = config["paths"]["logs"]
 BENCH = config["paths"]["benchmarks"]
+# Prepared datasets of this configuration: every benchmark and task, and the zero-shot sets the
+# evaluation lists (the synthetic world's or paper mode's).
+DATASETS = datasets_to_prepare(config["evaluate"]["zeroshot"]["datasets"])
 # Software environment of every job, for --software-deployment-method conda (the default run
 # uses the Python environment the package is installed in).
 ENV = "../envs/pipeline.yaml"
@@ -79,6 +83,18 @@ CLIP_TD_RUNS = [
     for method in CTD["methods"]
     for seed in CTD["seeds"]
 ]
+
+
+def clip_td_run_config(method):
+    """The clip_td params one run reads (Snakemake reruns it when they change): not the grid keys,
+    and for a method without distillation only the teacher's word limit (it also cuts the student's
+    text)."""
+    grid = ("tasks", "settings", "lowshot_fractions", "seeds", "methods", "gpus")
+    run = {k: v for k, v in CTD.items() if k not in grid} | {"method": CTD["methods"][method]}
+    if float(CTD["methods"][method]["weight"]) == 0:
+        del run["distill"], run["weighting"]
+        run["teacher"] = {"max_words": CTD["teacher"]["max_words"]}
+    return run
 
 
 def clip_td_split_file(wildcards):

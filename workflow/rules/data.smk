@@ -1,5 +1,6 @@
-# Data stage: raw sources (synthesized in synthetic mode) -> prepared datasets (records + shards).
-# In paper mode, raw sources are the extracted real datasets under data/raw/<source>/ (see README).
+# Data stage: raw sources (synthesized in synthetic mode, downloaded in paper mode) -> prepared
+# datasets (records + shards). A raw source already under data/raw/<source>/ (placed by hand) is used
+# as it is.
 
 
 if config["mode"] == "synthetic":
@@ -25,6 +26,35 @@ if config["mode"] == "synthetic":
         shell:
             "{params.step} synthesize --params {params.params_file} --source {wildcards.source}"
             " --out {output} > {log} 2>&1"
+
+
+else:
+
+    # Downloads run where the network is: on the machine running Snakemake, not on compute nodes.
+    localrules:
+        acquire,
+
+    rule acquire:
+        output:
+            directory(f"{RAW}/{{source}}"),
+        params:
+            **STEP_PARAMS,
+            # no params trigger: what a source holds is fixed by the registry (code) and verified
+            # against its pins; mirrors, retries and timeouts change how, not what
+            downloads=config["data"]["downloads"],
+        conda:
+            ENV
+        log:
+            f"{LOGS}/acquire/{{source}}.log",
+        benchmark:
+            f"{BENCH}/acquire/{{source}}.tsv"
+        resources:
+            mem_mb=2000,
+            runtime=1440,
+            cpus_per_task=1,
+        shell:
+            "{params.step} acquire --params {params.params_file} --source {wildcards.source}"
+            " --downloads {params.downloads} --out {output} > {log} 2>&1"
 
 
 rule prepare:
@@ -53,4 +83,4 @@ rule prepare:
 
 rule data_all:
     input:
-        expand(f"{PREPARED}/{{dataset}}", dataset=PREPARED_DATASETS),
+        expand(f"{PREPARED}/{{dataset}}", dataset=DATASETS),
