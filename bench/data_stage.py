@@ -2,7 +2,8 @@
 and reading images back from shards vs loose files.
 
 1. ``prepare``: the project's own ``prepare("coco", ...)`` on a synthetic COCO of ``--prepare-images``
-   images (decode check, texture score, tar shards, parquet index); images/s on one core.
+   images per side in ``--prepare-sizes`` (decode check, texture score, tar shards, parquet index);
+   images/s on one core.
 2. DVC: the same ``--images`` small PNGs (32x32 noise, ~3 KB) once as loose files and once packed by
    the project's ``ShardWriter`` (``--shard-mb`` per shard) in one git + DVC repository; times
    ``dvc add`` and ``dvc status`` (nothing changed, median of 3) for each.
@@ -43,14 +44,15 @@ def sh(cmd: list[str], cwd: Path) -> None:
     subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True)
 
 
-def bench_prepare(n: int, tmp: Path) -> dict:
-    cfg = {"seed": 0, "image_size": 64,
+def bench_prepare(n: int, size: int, tmp: Path) -> dict:
+    cfg = {"seed": 0, "image_size": size,
            "coco": {"train2017": n, "val2017": 1, "train2014": 1, "val2014": 1, "karpathy_test": 1}}
     synthesize("coco", cfg, tmp / "raw" / "coco")
     seconds = timed(lambda: prepare("coco", tmp / "raw", tmp / "prepared", {"shard_size_mb": 64,
                                                                            "texture_threshold": 8.0}))
     images = json.loads((tmp / "prepared" / "summary.json").read_text())["images"]
-    return {"images": images, "seconds": round(seconds, 2), "images_per_s_one_core": round(images / seconds, 1)}
+    return {"images": images, "image_size": size, "seconds": round(seconds, 2),
+            "images_per_s_one_core": round(images / seconds, 1)}
 
 
 def make_images(n: int, loose: Path, sharded: Path, shard_mb: float) -> None:
@@ -121,13 +123,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--prepare-images", type=int, default=3000)
+    parser.add_argument("--prepare-sizes", type=int, nargs="+", default=[64, 512],
+                        help="synthetic image sides (px): 64 is the default world, 512 near COCO's")
     parser.add_argument("--shard-mb", type=float, default=64)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         tmp = Path(tmp)
         report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-                  "prepare": bench_prepare(args.prepare_images, tmp / "prepare")}
+                  "prepare": [bench_prepare(args.prepare_images, size, tmp / f"prepare-{size}")
+                              for size in args.prepare_sizes]}
         repo = tmp / "repo"
         repo.mkdir()
         sh(["git", "init", "-q"], repo)
