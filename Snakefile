@@ -11,6 +11,9 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 # Our validator first: its errors name the key path (splits.lowshot.fractions[2]: ...).
 validate_params(config, "configuration (params.yaml + --configfile/--config overrides)")
 validate(config, "workflow/schemas/params.schema.yaml")
@@ -24,6 +27,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/sds_clip.smk"
 include: "workflow/rules/clip_td.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
 
 
 rule all:
@@ -36,3 +40,4 @@ rule all:
         rules.sds_clip_all.input,
         rules.clip_td_all.input,
         rules.evaluate_all.input,
+        rules.aggregate_all.input,

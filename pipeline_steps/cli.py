@@ -39,6 +39,13 @@ def _build_mirror(params: dict, args: argparse.Namespace) -> None:
     log.info("mirror of %d files in %s (checksums in %s)", len(checksums), args.out, args.out / "checksums.json")
 
 
+def _aggregate(params: dict, args: argparse.Namespace) -> None:
+    from .aggregate import aggregate
+
+    aggregate(args.metrics, args.models, args.out)
+    log.info("tables, figures and metrics.json written under %s", args.out)
+
+
 def _prepare(params: dict, args: argparse.Namespace) -> None:
     from .data.prepare import prepare
 
@@ -198,6 +205,7 @@ STEPS = {
     "evaluate-clip-td": (_evaluate_clip_td, "evaluate a CLIP-TD run on its split's evaluation ids"),
     "evaluate-clip": (_evaluate_clip, "Winoground, ARO, SugarCrepe and zero-shot for one CLIP"),
     "teacher-score": (_teacher_score, "the diffusion teacher's own Winoground score"),
+    "aggregate": (_aggregate, "tables, figures and headline metrics from every run's reports"),
     "validate-params": (_validate_params, "check params file(s) against the schema"),
 }
 
@@ -222,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     parsers["acquire"].add_argument("--out", required=True, type=Path, help="raw source directory")
     parsers["build-mirror"].add_argument("--raw", required=True, type=Path, help="synthetic data/raw")
     parsers["build-mirror"].add_argument("--out", required=True, type=Path, help="mirror root folder")
+    parsers["aggregate"].add_argument("--metrics", required=True, type=Path, help="results/metrics")
+    parsers["aggregate"].add_argument("--models", nargs="*", type=Path, default=[],
+                                      help="trained model folders (their dvclive curves)")
+    parsers["aggregate"].add_argument("--out", required=True, type=Path, help="results folder")
     parsers["prepare"].add_argument("--dataset", required=True, choices=PREPARED_DATASETS)
     parsers["prepare"].add_argument("--raw", required=True, type=Path,
                                     help="directory holding the raw sources (data/raw)")

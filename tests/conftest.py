@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 SMOKE_PARAMS = REPO / "tests" / "smoke-params.yaml"
 # What a workflow run needs from the repository (data, logs and caches are left behind).
 PROJECT_FILES = ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".dvc/config", "workflow",
-                 "profiles", "pipeline_steps", "tests/smoke-params.yaml", "pyproject.toml")
+                 "profiles", "presets", "pipeline_steps", "tests/smoke-params.yaml", "pyproject.toml")
 
 
 def smoke_params() -> dict:

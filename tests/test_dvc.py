@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import SNAKEMAKE, copy_project, run
@@ -18,7 +21,7 @@ def stage_outs(project: Path) -> list[tuple[str, str, list[str]]]:
     paths = yaml.safe_load((project / "params.yaml").read_text())["paths"]
     stages = []
     for name, stage in dvc["stages"].items():
-        outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"] + stage.get("metrics", [])]
         outs = [re.sub(r"\$\{paths\.(\w+)\}", lambda m: paths[m.group(1)], o) for o in outs]
         stages.append((name, stage["cmd"].split()[-1], outs))
     return stages
@@ -49,9 +52,11 @@ def git(project: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
 
 
-def test_dvc_repro_in_a_git_repo_produces_the_same_files_and_a_lock(tmp_path, local_run):
-    project = copy_project(tmp_path / "project")
-    # one CLIP-TD task and setting (every method) keeps the run short
+@pytest.fixture(scope="module")
+def dvc_project(tmp_path_factory, local_run) -> Path:
+    """A git repository of the project on which `dvc repro` ran (one CLIP-TD task and setting, every
+    method, keeps it short)."""
+    project = copy_project(tmp_path_factory.mktemp("dvc") / "project")
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["clip_td"].update(tasks=["vcr"], settings=["full"])
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -59,11 +64,18 @@ def test_dvc_repro_in_a_git_repo_produces_the_same_files_and_a_lock(tmp_path, lo
     git(project, "add", "-A")
     git(project, "commit", "-qm", "project")
     proc = run(["dvc", "repro"], cwd=project)
-    assert all(f"Running stage '{name}'" in proc.stdout for name in ("data", "splits", "evaluate"))
+    (project / "repro.log").write_text(proc.stdout)
+    return project
+
+
+def test_dvc_repro_in_a_git_repo_produces_the_same_files_and_a_lock(dvc_project, local_run):
+    project = dvc_project
+    assert all(f"Running stage '{name}'" in (project / "repro.log").read_text()
+               for name in ("data", "splits", "evaluate", "aggregate"))
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     assert set(lock["stages"]) == set(stages) >= {"data", "splits", "pretrained", "features", "sds_clip", "clip_td",
-                                                  "evaluate"}
+                                                  "evaluate", "aggregate"}
     assert {o["path"] for o in lock["stages"]["splits"]["outs"]} == {"data/splits"}
     assert lock["stages"]["splits"]["params"]["params.yaml"]["splits"]["lowshot"]["seeds"] == [0, 1]
     for out in ("data/prepared", "data/splits", "results/metrics/sds_clip", "results/metrics/teacher"):
@@ -73,7 +85,35 @@ def test_dvc_repro_in_a_git_repo_produces_the_same_files_and_a_lock(tmp_path, lo
     for name in clip_td:
         assert (project / "results/metrics/clip_td" / name).read_bytes() == \
             (local_run / "results/metrics/clip_td" / name).read_bytes()
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], cwd=project).stdout)
+    assert "clip_td" in json.dumps(shown) and "winoground_group" in json.dumps(shown)
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], cwd=project).stdout)
+    assert {"CLIP-TD low-shot", "Training loss"} <= set(plots["data"])
     status = run(["dvc", "status"], cwd=project)
     assert "Data and pipelines are up to date" in status.stdout
     again = run(["dvc", "repro"], cwd=project)
     assert "didn't change, skipping" in again.stdout and "Running stage" not in again.stdout
+
+
+def test_dvc_push_and_pull_through_the_default_local_remote(dvc_project):
+    project = dvc_project
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "results")
+    run(["dvc", "push"], cwd=project)
+    storage = project.parent / "dvc-storage"  # .dvc/config: the default remote, next to the checkout
+    assert storage.is_dir() and any(storage.rglob("*"))
+    before = tree_digest(project / "data/prepared")
+    shutil.rmtree(project / "data/prepared")
+    shutil.rmtree(project / ".dvc/cache")
+    run(["dvc", "pull", "data"], cwd=project)
+    assert tree_digest(project / "data/prepared") == before
+
+
+def test_dvc_experiment_changes_a_param_and_shows_it_next_to_the_baseline(dvc_project):
+    project = dvc_project
+    proc = run(["dvc", "exp", "run", "-n", "mse-distill", "-S", "clip_td.distill.loss=mse"], cwd=project)
+    assert "Running stage 'clip_td'" in proc.stdout and "Running stage 'data'" not in proc.stdout
+    rows = json.loads(run(["dvc", "exp", "show", "--json"], cwd=project).stdout)
+    text = json.dumps(rows)
+    assert "mse-distill" in text and '"mse"' in text and '"cosine"' in text
+    assert text.count("q2ar") >= 2  # the headline metrics of the baseline and of the experiment

@@ -60,6 +60,40 @@ def test_pipeline_writes_clip_td_metrics_for_every_task_setting_and_method(local
         assert ("loss_distill" in summary["final"]) == (summary["method"] != "finetune")
 
 
+def test_results_hold_the_papers_tables_figures_and_a_report(local_run):
+    import pandas as pd
+    from PIL import Image
+
+    results = local_run / "results"
+    # CLIP-TD: one tidy row per task x metric x method x setting, equal to the runs' own reports
+    table = pd.read_csv(results / "tables/clip_td.csv")
+    assert len(table) == 3 * 3 + 3 * 3 + 3 * 4 * 3  # VQA, SNLI-VE (3 settings), VCR (4 settings x 3 metrics)
+    for row in table.itertuples():
+        report = json.loads((results / f"metrics/clip_td/{row.task}-{row.setting}-{row.method}-s0.json").read_text())
+        assert row.mean == report["headline"][row.metric] and row.seeds == 1
+    md = (results / "tables/clip_td.md").read_text()
+    for section in ("VQA v2, vqa_accuracy", "SNLI-VE, accuracy", "VCR, q2a", "VCR, qa2r", "VCR, q2ar"):
+        assert f"## {section}" in md
+    assert "| method | full | low-shot 50% | shift: movie | shift: source |" in md and "**" in md
+    # SDS-CLIP: base CLIP, the lambda = 0 control and SDS-CLIP, every benchmark column
+    sds = (results / "tables/sds_clip.md").read_text()
+    assert [line.split("|")[1].strip() for line in sds.splitlines() if line.startswith("| ")][1:] == \
+        ["CLIP (base)", "COCO fine-tune (λ=0)", "SDS-CLIP (λ=1)"]
+    assert "Winoground group" in sds and "ARO VG-R" in sds and "SugarCrepe" in sds and "zero-shot shapes" in sds
+    assert r"\begin{tabular}" in (results / "tables/sds_clip.tex").read_text()
+    for name in ("clip_td_lowshot", "clip_td_shift", "sds_clip_compositional", "sds_clip_lambda",
+                 "teacher_vs_clip", "training_curves"):
+        with Image.open(results / f"figures/{name}.png") as image:
+            assert image.width >= 400 and image.height >= 250, name
+        assert (results / f"figures/{name}.svg").read_text().lstrip().startswith("<?xml")
+    headline = json.loads((results / "metrics.json").read_text())
+    assert set(headline["sds_clip"]["clip-tiny"]) == {"base", "lam0", "lam1"}
+    assert set(headline["clip_td"]["vcr"]["shift_movie"]) == {"finetune", "naive", "targeted"}
+    run(SNAKEMAKE + ["--report", "results/report.html"], cwd=local_run)
+    html = (results / "report.html").read_text()
+    assert all(f"{name}.png" in html for name in ("clip_td_lowshot", "teacher_vs_clip")) and "clip_td.csv" in html
+
+
 def test_a_second_run_has_nothing_to_do(local_run):
     proc = run(SNAKEMAKE + ["--cores", "2", "-n"], cwd=local_run)
     assert "Nothing to be done" in proc.stdout + proc.stderr
@@ -77,16 +111,36 @@ def test_changing_a_param_reruns_only_the_jobs_that_read_it(local_run, tmp_path)
     # distillation settings: only the runs that distil (naive, targeted), not fine-tuning, data or SDS-CLIP
     distilling = 2 * sum(ctd_runs.values()) // 3
     assert dry_run("clip_td: {distill: {loss: mse}}\n") == {
-        "train_clip_td": distilling, "evaluate_clip_td": distilling, "all": 1}
+        "train_clip_td": distilling, "evaluate_clip_td": distilling, "aggregate": 1, "all": 1}
     # more split seeds rewrite every task's split files, so the CLIP-TD runs reading them follow
     n = sum(ctd_runs.values())
     assert dry_run("splits: {lowshot: {seeds: [0, 1, 2]}}\n") == {
-        "splits": len(TASKS), "splits_summary": 1, "train_clip_td": n, "evaluate_clip_td": n, "all": 1}
+        "splits": len(TASKS), "splits_summary": 1, "train_clip_td": n, "evaluate_clip_td": n, "aggregate": 1,
+        "all": 1}
     # a VCR world change: VCR's data, splits and teacher features; the student's vocabulary covers
     # every task's text, so it is pretrained again and every CLIP-TD run follows; SDS-CLIP does not
     assert dry_run("synthetic: {vcr: {movies: 5}}\n") == {
         "synthesize": 1, "prepare": 1, "splits": 1, "splits_summary": 1, "cache_clip_features": 1,
-        "pretrain_student": 1, "train_clip_td": n, "evaluate_clip_td": n, "all": 1}
+        "pretrain_student": 1, "train_clip_td": n, "evaluate_clip_td": n, "aggregate": 1, "all": 1}
+
+
+def test_the_paper_preset_dry_runs_the_full_grids_with_gpus(tmp_path):
+    project = copy_project(tmp_path / "paper", smoke=False)
+    proc = run(SNAKEMAKE + ["-n", "--configfile", "presets/paper.yaml"], cwd=project)
+    counts = job_counts(proc.stdout)
+    sds_runs = 3 * 4 * 3  # ViT-B/32, B/16, L/14 x lambda in {0, 1e-4, 1e-3, 1e-2} x 3 seeds
+    ctd_runs = (6 + 6 + 7) * 3 * 3  # (full + 4 fractions + shifts) per task x 3 methods x 3 seeds
+    assert counts == {"acquire": 9, "prepare": 12, "splits": 3, "splits_summary": 1, "fetch_clip": 3,
+                      "fetch_diffusion": 1, "fetch_student": 1, "cache_text_states": 1, "cache_clip_features": 3,
+                      "train_sds_clip": sds_runs, "evaluate_clip": sds_runs + 3, "teacher_score": 1,
+                      "train_clip_td": ctd_runs, "evaluate_clip_td": ctd_runs, "aggregate": 1, "all": 1}
+    # every job that runs a model asks for a GPU; data, downloads and aggregation do not
+    gpu_rules = {"cache_text_states", "cache_clip_features", "train_sds_clip", "evaluate_clip", "teacher_score",
+                 "train_clip_td", "evaluate_clip_td"}
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", proc.stdout, re.M | re.S)
+    assert len(jobs) == sum(counts.values())
+    for rule, body in jobs:
+        assert ("gpu=1" in body) == (rule in gpu_rules), (rule, body)
 
 
 def test_workflow_is_lint_clean(local_run):

@@ -40,7 +40,9 @@ MODELS = config["paths"]["models"]
 RESULTS = config["paths"]["results"]
 FEATURES = config["paths"]["features"]
 WORK = f"{MODELS}/.work"  # checkpoints that survive a failed or preempted job (not an output)
-CLIP_MODELS = list(config["models"]["clip"])
+# the CLIPs some run uses (models.clip may list more, e.g. clip-tiny under a paper preset)
+CLIP_MODELS = [name for name in config["models"]["clip"]
+               if name in config["sds_clip"]["backbones"] or name == config["clip_td"]["teacher"]["clip"]]
 TEACHER = config["models"]["diffusion"]["name"]
 TEACHER_FOLDER = f"{MODELS}/pretrained/{TEACHER}"
 TEXT_CACHE = f"{FEATURES}/sd_text/{TEACHER}"

@@ -23,6 +23,7 @@ rule evaluate_clip:
         mem_mb=4000,
         runtime=120,
         cpus_per_task=1,
+        gpu=SDS["gpus"],
     shell:
         "{params.step} evaluate-clip --params {params.params_file} --model {input.model}"
         " --prepared {input.data} --out {output} --threads {threads} > {log} 2>&1"
@@ -76,6 +77,7 @@ rule evaluate_clip_td:
         mem_mb=4000,
         runtime=60,
         cpus_per_task=1,
+        gpu=CTD["gpus"],
     shell:
         "{params.step} evaluate-clip-td --params {params.params_file} --model {input.model}"
         " --prepared {input.data} --split {params.split} --out {output} --threads {threads}"
