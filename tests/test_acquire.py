@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import subprocess
 import sys
 import tarfile
 import zipfile
@@ -180,7 +181,7 @@ def test_an_unsafe_archive_on_the_mirror_leaves_no_raw_source(mirror, tmp_path):
     assert not (tmp_path / "raw/aro").exists() and not list(tmp_path.rglob("escaped.txt"))
 
 
-def _acquire_cli(tmp_path: Path, source: str, cfg: dict, token: str | None) -> "subprocess.CompletedProcess":
+def _acquire_cli(tmp_path: Path, source: str, cfg: dict, token: str | None) -> subprocess.CompletedProcess:
     params = {**smoke_params(), "data": cfg}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {"HF_TOKEN": token} if token is not None else {"HF_TOKEN": ""}

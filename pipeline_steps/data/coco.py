@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .records import FormatError, Rec, json_list, read_json, require_file
+from .records import FormatError, json_list, read_json, require_file
 
 
 @dataclass(frozen=True)
