@@ -7,7 +7,7 @@ import re
 import shutil
 import sys
 
-from conftest import SNAKEMAKE, copy_project, run, smoke_params
+from conftest import REPO, SNAKEMAKE, copy_project, run, smoke_params
 from pipeline_steps.data.registry import TASKS, datasets_to_prepare
 from pipeline_steps.data.synthetic import SOURCES
 from pipeline_steps.splits import split_names
@@ -141,6 +141,14 @@ def test_the_paper_preset_dry_runs_the_full_grids_with_gpus(tmp_path):
     assert len(jobs) == sum(counts.values())
     for rule, body in jobs:
         assert ("gpu=1" in body) == (rule in gpu_rules), (rule, body)
+
+
+def test_the_readme_rule_graph_is_the_workflows(tmp_path):
+    project = copy_project(tmp_path / "project", smoke=False)
+    proc = run(SNAKEMAKE + ["--rulegraph"], cwd=project)
+    # the same nodes and edges (Snakemake prints the edges in no fixed order)
+    assert sorted(proc.stdout.splitlines()) == sorted((REPO / "docs/rulegraph.dot").read_text().splitlines()), \
+        "the workflow changed: regenerate docs/rulegraph.dot and .png (README, 'The DAG so far')"
 
 
 def test_workflow_is_lint_clean(local_run):
