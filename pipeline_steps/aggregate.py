@@ -36,6 +36,8 @@ CTD_RUN = re.compile(r"^(?P<task>vqa|snli_ve|vcr)-(?P<setting>full|lowshot-[0-9.
 METHOD_ORDER = ["finetune", "naive", "targeted"]
 CTD_METRICS = {"vqa": ["vqa_accuracy"], "snli_ve": ["accuracy"], "vcr": ["q2a", "qa2r", "q2ar"]}
 TASK_NAMES = {"vqa": "VQA v2", "snli_ve": "SNLI-VE", "vcr": "VCR"}
+# the metric each task's figures show (VCR: the joint Q->AR)
+FIGURE_METRIC = {"vqa": "vqa_accuracy", "snli_ve": "accuracy", "vcr": "q2ar"}
 STYLE = {"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
          "axes.spines.right": False, "font.size": 9, "legend.frameon": False}
 
@@ -214,11 +216,10 @@ def figure_lowshot(rows: pd.DataFrame, out: Path) -> list[Path]:
     """Headline metric vs training fraction (full = 100%), one line per method, band = min..max over seeds."""
     import matplotlib.pyplot as plt
 
-    main = {"vqa": "vqa_accuracy", "snli_ve": "accuracy", "vcr": "q2ar"}
-    tasks = [t for t in main if t in set(rows["task"])]
+    tasks = [t for t in FIGURE_METRIC if t in set(rows["task"])]
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 2.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        part = rows[(rows["task"] == task) & (rows["metric"] == main[task])
+        part = rows[(rows["task"] == task) & (rows["metric"] == FIGURE_METRIC[task])
                     & rows["setting"].str.match(r"full|lowshot-")].copy()
         part["fraction"] = part["setting"].map(lambda s: 100.0 if s == "full" else float(s.split("-")[1]))
         for method in [m for m in METHOD_ORDER if m in set(part["method"])]:
@@ -228,7 +229,7 @@ def figure_lowshot(rows: pd.DataFrame, out: Path) -> list[Path]:
             ax.fill_between(x, 100 * g.min().to_numpy(), 100 * g.max().to_numpy(), alpha=0.2)
         ax.set_xscale("log")
         ax.set_xlabel("training data (% of the full split)")
-        ax.set_ylabel(f"{main[task]} (%)")
+        ax.set_ylabel(f"{FIGURE_METRIC[task]} (%)")
         ax.set_title(TASK_NAMES[task])
     axes[0][0].legend()
     return _save(fig, out, "clip_td_lowshot")
@@ -258,11 +259,10 @@ def figure_shift(rows: pd.DataFrame, out: Path) -> list[Path]:
     """Full vs each domain shift per task, bars per method; error bars = 95% bootstrap CI."""
     import matplotlib.pyplot as plt
 
-    main = {"vqa": "vqa_accuracy", "snli_ve": "accuracy", "vcr": "q2ar"}
-    tasks = [t for t in main if t in set(rows["task"])]
+    tasks = [t for t in FIGURE_METRIC if t in set(rows["task"])]
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.0), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        part = summarize(rows[(rows["task"] == task) & (rows["metric"] == main[task])
+        part = summarize(rows[(rows["task"] == task) & (rows["metric"] == FIGURE_METRIC[task])
                               & rows["setting"].str.match(r"full|shift-")], ["method", "setting"])
         settings = setting_order(set(part["setting"]))
         methods = [m for m in METHOD_ORDER if m in set(part["method"])]
@@ -270,7 +270,7 @@ def figure_shift(rows: pd.DataFrame, out: Path) -> list[Path]:
         get = lambda f: [[100 * getattr(cell[(m, s)], f) if (m, s) in cell else np.nan for s in settings]  # noqa: E731
                          for m in methods]
         _bars(ax, [setting_label(s) for s in settings], methods, get("mean"), get("ci_low"), get("ci_high"))
-        ax.set_ylabel(f"{main[task]} (%)")
+        ax.set_ylabel(f"{FIGURE_METRIC[task]} (%)")
         ax.set_title(TASK_NAMES[task])
     _legend_below(axes[0][len(tasks) // 2], 3)
     return _save(fig, out, "clip_td_shift")
@@ -326,8 +326,7 @@ def figure_teacher(rows: pd.DataFrame, teacher_reports: dict[str, dict], out: Pa
         means.append([100 * v["value"] for v in vals])
         lows.append([100 * v["ci_low"] for v in vals])
         highs.append([100 * v["ci_high"] for v in vals])
-    for r in part.groupby(["backbone", "method"], sort=False):
-        (backbone, method), g = r
+    for (backbone, method), g in part.groupby(["backbone", "method"], sort=False):
         g = g.set_index("metric")
         names.append(f"{backbone}: {method}")
         means.append([100 * g.loc[f"Winoground {k}", "mean"] for k in kinds])

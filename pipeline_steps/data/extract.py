@@ -52,51 +52,48 @@ def extract(archive: str | Path, dest: str | Path, include: tuple[str, ...] = ()
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
-        return _extract_zip(archive, dest, include)
+        with zipfile.ZipFile(archive) as zf:
+            return _write(_zip_plan(zf, archive, dest, include), zf.open)
     if tarfile.is_tarfile(archive):
-        return _extract_tar(archive, dest, include)
+        with tarfile.open(archive) as tf:
+            return _write(_tar_plan(tf, archive, dest, include), tf.extractfile)
     raise UnsafeArchive(f"{archive}: neither a zip nor a tar archive")
 
 
-def _extract_zip(archive: Path, dest: Path, include: tuple[str, ...]) -> int:
-    count = 0
-    with zipfile.ZipFile(archive) as zf:
-        plan = []
-        for info in zf.infolist():
-            target = _member_target(archive, info.filename, dest)
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):  # checked like tar links, never written
-                _check_link(archive, info.filename, zf.read(info).decode("utf-8", "replace"))
-                continue
-            if not info.is_dir() and _wanted(target.relative_to(dest).as_posix(), include):
-                plan.append((info, target))
-        for info, target in plan:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-            count += 1
-    return count
+def _zip_plan(zf: zipfile.ZipFile, archive: Path, dest: Path, include: tuple[str, ...]) -> list:
+    """(member, target) of every regular file to write; raises on the first unsafe member."""
+    plan = []
+    for info in zf.infolist():
+        target = _member_target(archive, info.filename, dest)
+        if stat.S_ISLNK(info.external_attr >> 16):  # checked like tar links, never written
+            _check_link(archive, info.filename, zf.read(info).decode("utf-8", "replace"))
+            continue
+        if not info.is_dir() and _wanted(target.relative_to(dest).as_posix(), include):
+            plan.append((info, target))
+    return plan
 
 
-def _extract_tar(archive: Path, dest: Path, include: tuple[str, ...]) -> int:
-    count = 0
-    with tarfile.open(archive) as tf:
-        plan = []
-        for member in tf.getmembers():
-            target = _member_target(archive, member.name, dest)
-            if member.issym():
-                _check_link(archive, member.name, member.linkname)
-            elif member.islnk():
-                raise UnsafeArchive(f"{archive}: member {member.name!r} is a hard link (refused)")
-            elif not (member.isfile() or member.isdir()):
-                raise UnsafeArchive(f"{archive}: member {member.name!r} is a device or FIFO (refused)")
-            if member.isfile() and _wanted(target.relative_to(dest).as_posix(), include):
-                plan.append((member, target))
-        # links are checked (an outward one fails the archive) but only regular files are written
-        for member, target in plan:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = tf.extractfile(member)
-            with src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-            count += 1
-    return count
+def _tar_plan(tf: tarfile.TarFile, archive: Path, dest: Path, include: tuple[str, ...]) -> list:
+    """(member, target) of every regular file to write; raises on the first unsafe member.  Links
+    are checked (an outward one fails the archive) but only regular files are written."""
+    plan = []
+    for member in tf.getmembers():
+        target = _member_target(archive, member.name, dest)
+        if member.issym():
+            _check_link(archive, member.name, member.linkname)
+        elif member.islnk():
+            raise UnsafeArchive(f"{archive}: member {member.name!r} is a hard link (refused)")
+        elif not (member.isfile() or member.isdir()):
+            raise UnsafeArchive(f"{archive}: member {member.name!r} is a device or FIFO (refused)")
+        if member.isfile() and _wanted(target.relative_to(dest).as_posix(), include):
+            plan.append((member, target))
+    return plan
+
+
+def _write(plan: list, open_member) -> int:
+    """Write the planned members (only after every member was checked); returns the count."""
+    for member, target in plan:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open_member(member) as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    return len(plan)

@@ -7,6 +7,9 @@ SNLI-VE needs Flickr30k, ...).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
 RAW_SOURCES = ("coco", "flickr30k", "winoground", "aro", "sugarcrepe", "vqa", "snli_ve", "vcr",
                "zeroshot")
 
@@ -55,8 +58,6 @@ TASKS: dict[str, dict[str, str]] = {
 # pinned commit; where none exists, the first download records its sha256 in the lock file
 # (``data.lock``) and later downloads must match it.
 
-from dataclasses import dataclass, field  # noqa: E402
-from urllib.parse import urlsplit  # noqa: E402
 
 OPEN, TOKEN, MANUAL, GDRIVE = "open", "token", "manual", "gdrive"
 
@@ -98,7 +99,6 @@ class RemoteSource:
     files: tuple[RemoteFile, ...]
     how_to_get: str = ""            # for gated and manual sources: what the user must do
     convert: str = ""               # a conversion after extraction (see acquire.CONVERSIONS)
-    extra: dict = field(default_factory=dict)
 
 
 def _gdrive(name: str, file_id: str, **kw) -> RemoteFile:

@@ -9,8 +9,9 @@ Checkpoints (``<out>/checkpoints/step-<n>/``): ``trainable.safetensors`` (every 
 trains, by name) and ``optimizer.pt`` (loaded with ``weights_only=True``), written under a temporary
 name and renamed.  ``<out>/run.json`` records what the checkpoints belong to (the loop settings that
 change results, the parameter shapes, the data size and the caller's identity, e.g. its params
-section): a run whose params changed since starts afresh instead of resuming someone else's state.  SIGTERM/SIGUSR1 (sent by SLURM before preemption) save a checkpoint after the
-current step and exit with status 75 so the job can be retried and resume.
+section): a run whose params changed since starts afresh instead of resuming someone else's state.
+SIGTERM/SIGUSR1 (sent by SLURM before preemption) save a checkpoint after the current step and exit
+with status 75 so the job can be retried and resume.
 """
 
 from __future__ import annotations
