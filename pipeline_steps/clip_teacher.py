@@ -34,7 +34,6 @@ import torch.nn.functional as F
 
 from .data.shards import PreparedDataset
 from .io import atomic_dir, dumps_json
-from .models.clip import load_clip
 from .models.student import words_of
 from .train.vl_tasks import Example, load_examples, majority_answer
 
@@ -74,6 +73,8 @@ class ClipTeacher:
 
     def __init__(self, clip_folder: str | Path, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
+        from .models.clip import load_clip  # open_clip: 2 s of imports that cached-teacher jobs skip
+
         self.model, self.preprocess, self.tokenizer = load_clip(f"local-dir:{clip_folder}",
                                                                 device=str(self.device))
         self.model.eval().requires_grad_(False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -75,3 +76,25 @@ def local_run(tmp_path_factory) -> Path:
     project = copy_project(tmp_path_factory.mktemp("local") / "project")
     run(SNAKEMAKE + ["--cores", "2"], cwd=project)
     return project
+
+
+def clone_run(project: Path, dest: Path) -> Path:
+    """A copy of a finished project (outputs and Snakemake's records of them; no checkpoints)."""
+    shutil.copytree(project, dest, symlinks=True, ignore=shutil.ignore_patterns(".work", "__pycache__"))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    if shutil.which("sbatch") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the SLURM tests: install slurm (see .ci/run)")
+        pytest.skip("SLURM is not installed here (see tests/slurm/start-cluster.sh)")
+    proc = subprocess.run(["bash", str(REPO / "tests/slurm/start-cluster.sh")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def scontrol_job(job_id: str) -> dict[str, str]:
+    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
+    return dict(re.findall(r"(\w+)=(\S+)", out))

@@ -7,13 +7,16 @@ import json
 import logging
 import math
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
-from conftest import smoke_params
+from conftest import REPO, smoke_params
+from pipeline_steps.cluster import launcher
 from pipeline_steps.clip_teacher import ClipFeatureCache, ClipTeacher, TeacherBatch, cache_clip_features
 from pipeline_steps.data.prepare import prepare
 from pipeline_steps.data.shards import PreparedDataset
@@ -305,3 +308,34 @@ def test_student_vocabulary_is_the_same_on_every_run(tmp_path):
     # then whole words, most frequent first, ties alphabetical, cut at the size
     words = ["blue", "red", "square", "and", "circle", "is", "star", "stars", "the", "two"]
     assert vocab[5 + 2 * len(chars):] == words[:50 - 5 - 2 * len(chars)]
+
+
+def test_two_gpu_job_runs_one_process_per_device_and_matches_one_process(world, tmp_path):
+    """A training job with clip_td.gpus: 2 starts two torchrun processes (gloo on CPU here) that
+    all-reduce gradients: their model equals a one-process run of the same batch, written once."""
+    params, root = world
+    params["clip_td"]["train"] = {**params["clip_td"]["train"], "steps": 3, "checkpoint_every": 10}
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    ids = [e.id for e in load_examples("snli_ve", root / "snli_ve")]
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ids[:32], "eval": ids[32:]}))
+    outs = {}
+    for gpus in (1, 2):
+        out, work = tmp_path / f"run-{gpus}", tmp_path / f"work-{gpus}"
+        command = launcher(gpus).split() + [
+            "train-clip-td", "--params", str(params_file), "--task", "snli_ve", "--method", "finetune",
+            "--seed", "0", "--student", str(root / "student"), "--prepared", str(root / "snli_ve"),
+            "--split", str(split), "--out", str(out), "--work", str(work), "--threads", "1"]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        outs[gpus] = out
+    assert launcher(2).startswith("torchrun ")
+    one = load_file(outs[1] / "student/model.safetensors")
+    two = load_file(outs[2] / "student/model.safetensors")
+    init = load_file(root / "student/model.safetensors")
+    moved = max((one[k] - init[k]).abs().max().item() for k in one)
+    gap = max((one[k] - two[k]).abs().max().item() for k in one)
+    assert moved > 1e-3 and gap < moved / 100, (moved, gap)
+    assert sorted(p.name for p in outs[2].iterdir()) == sorted(p.name for p in outs[1].iterdir())
+    assert not list(tmp_path.glob("run-2.*"))  # no second writer's leftovers

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,39 @@ def test_dvc_experiment_changes_a_param_and_shows_it_next_to_the_baseline(dvc_pr
     text = json.dumps(rows)
     assert "mse-distill" in text and '"mse"' in text and '"cosine"' in text
     assert text.count("q2ar") >= 2  # the headline metrics of the baseline and of the experiment
+
+
+def test_queued_experiments_run_in_the_background_and_show_up(dvc_project):
+    project = dvc_project
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "baseline", "--allow-empty")
+    proc = run("dvc exp run --queue -n l1-distill -S clip_td.distill.loss=l1".split(), cwd=project)
+    assert "Queued experiment" in proc.stdout + proc.stderr
+    run("dvc queue start".split(), cwd=project)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], cwd=project).stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        time.sleep(5)
+    logs = run(["dvc", "queue", "logs", "l1-distill"], cwd=project, check=False).stdout
+    assert re.search(r"l1-distill\s+.*Success", status), status + logs[-4000:]
+    # the experiment ran only what reads the changed param, and shows its own params and metrics
+    assert "Running stage 'clip_td'" in logs and "Running stage 'data'" not in logs
+    rows = json.dumps(json.loads(run(["dvc", "exp", "show", "--json"], cwd=project).stdout))
+    assert "l1-distill" in rows and '"l1"' in rows and rows.count("q2ar") >= 2
+    run(["dvc", "queue", "stop"], cwd=project, check=False)  # no worker left behind
+
+
+def test_a_run_made_with_snakemake_alone_is_recorded_by_dvc_commit(dvc_project):
+    project = dvc_project
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["clip_td"]["distill"]["loss"] = "l1"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(SNAKEMAKE + ["--cores", "2"], cwd=project)
+    status = run(["dvc", "status"], cwd=project).stdout
+    assert all(f"{stage}:" in status for stage in ("clip_td", "evaluate", "aggregate")) and "splits:" not in status
+    run(["dvc", "commit", "--force"], cwd=project)
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], cwd=project).stdout
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert lock["stages"]["clip_td"]["params"]["params.yaml"]["clip_td"]["distill"]["loss"] == "l1"

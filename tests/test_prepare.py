@@ -88,6 +88,37 @@ def test_corrupt_image_fails_naming_the_record_and_leaves_no_output(small_world,
     assert list((tmp_path / "prepared").iterdir()) == []  # no temporary directory left behind
 
 
+def test_bad_images_are_skipped_and_counted_only_when_params_allow(small_world, tmp_path):
+    _, raw = small_world
+    shutil.copytree(raw / "aro", tmp_path / "raw" / "aro")
+    victim = sorted((tmp_path / "raw/aro/images").glob("*.jpg"))[3]
+    victim.write_bytes(b"\xff\xd8 not a jpeg")
+    full = prepare("aro_vg_relation", raw, tmp_path / "full", CFG)
+    summary = prepare("aro_vg_relation", tmp_path / "raw", tmp_path / "skipped", {**CFG, "skip_bad_images": True})
+    assert summary["skipped_records"] >= 1 and summary["skipped_images"] == [str(victim)]
+    assert summary["records"] == full["records"] - summary["skipped_records"]
+    with PreparedDataset(tmp_path / "skipped") as data:
+        kept = list(data.records())
+        assert all(r["image"] != f"images/{victim.name}" for r in kept)
+        assert {r["id"] for r in kept}.isdisjoint(summary["skipped_ids"])
+        for r in kept:
+            data.image(r["image"])  # every kept record's image is there and decodes
+
+
+def test_a_damaged_shard_names_the_image_it_cannot_decode(prepared, tmp_path):
+    root = tmp_path / "winoground"
+    shutil.copytree(prepared["winoground"][1], root)
+    with PreparedDataset(root) as data:
+        key = next(data.records())["image_0"]
+        shard, offset, size = data._where[key]
+    with open(root / shard, "r+b") as f:  # bit rot: the image's bytes overwritten in place
+        f.seek(offset)
+        f.write(b"\0" * size)
+    with PreparedDataset(root) as data, pytest.raises(ValueError, match=rf"image '{key}' \({shard} at byte {offset}\) "
+                                                                      r"cannot be decoded.*run prepare again"):
+        data.image(key)
+
+
 def test_failed_prepare_keeps_the_previous_output(prepared, small_world, tmp_path):
     _, raw = small_world
     out = tmp_path / "winoground"

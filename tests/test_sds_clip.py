@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 
 from conftest import REPO, smoke_params
 from pipeline_steps.data.prepare import prepare
-from pipeline_steps.features import cache_text_states
+from pipeline_steps.data.shards import PreparedDataset
+from pipeline_steps.features import TextStateCache, cache_text_states
 from pipeline_steps.io import tree_digest
 from pipeline_steps.models.clip import layernorm_parameters
 from pipeline_steps.train.pretrain import pretrain_clip, pretrain_diffusion
@@ -96,6 +97,37 @@ def test_full_and_sds_gradients_agree_in_direction(setup):
             grads.append(z.grad.flatten())
         cosines.append(torch.nn.functional.cosine_similarity(*grads, dim=0).item())
     assert min(cosines) > 0.3, cosines
+
+
+def test_optimised_steps_give_the_naive_loss_and_gradients(setup):
+    """The benchmark's speed-ups change how, not what: the cached float16 text states and bf16
+    autocast give the loss and gradients of the naive fp32 step with the text encoder in the step."""
+    params, root = setup
+    model = SdsClipModel(root / "clip", root / "teacher", params["sds_clip"], 0, torch.device("cpu"))
+    cache = TextStateCache(root / "text")
+    with PreparedDataset(root / "coco") as data:
+        records = list(data.records("train"))[:8]
+    captions = [r["caption"] for r in records]
+    images = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    texts = model.tokenizer(captions)
+
+    def step(context, bf16):
+        for p in model.trainable().values():
+            p.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = model.loss(images, texts, context, 1.0, dict(params["sds_clip"]["sds"], gradient="full"),
+                                 torch.Generator().manual_seed(1))
+        loss.backward()
+        return loss.item(), torch.cat([p.grad.flatten() for p in model.trainable().values()])
+
+    naive_loss, naive_grad = step(model.teacher.encode_text(captions), bf16=False)
+    cached = cache.get([r["id"] for r in records]).float()
+    cached_loss, cached_grad = step(cached, bf16=False)
+    assert cached_loss == pytest.approx(naive_loss, rel=1e-3)
+    assert torch.nn.functional.cosine_similarity(cached_grad, naive_grad, dim=0) > 0.999
+    bf16_loss, bf16_grad = step(cached, bf16=True)
+    assert bf16_loss == pytest.approx(naive_loss, rel=2e-2)
+    assert torch.nn.functional.cosine_similarity(bf16_grad.float(), naive_grad, dim=0) > 0.98
 
 
 @pytest.mark.parametrize("scope", ["both", "image"])

@@ -2,42 +2,30 @@
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
 import subprocess
 
 import pytest
+import yaml
 
-from conftest import REPO, SNAKEMAKE, copy_project, run
+from conftest import SNAKEMAKE, copy_project, run, scontrol_job
 from pipeline_steps.io import tree_digest
 
 pytestmark = pytest.mark.slurm
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    if shutil.which("sbatch") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the SLURM tests: install slurm (see .ci/run)")
-        pytest.skip("SLURM is not installed here (see tests/slurm/start-cluster.sh)")
-    proc = subprocess.run(["bash", str(REPO / "tests/slurm/start-cluster.sh")], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
-
-
-def scontrol_job(job_id: str) -> dict[str, str]:
-    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
-    return dict(re.findall(r"(\w+)=(\S+)", out))
 
 
 def test_profile_runs_every_job_through_slurm(cluster, tmp_path, local_run):
     project = copy_project(tmp_path / "project")
     # training-side jobs ask for one (fake) GPU, as on a real cluster; one CLIP-TD task and setting
     # (every method) keeps the run short
-    gpus = tmp_path / "gpus.yaml"
-    gpus.write_text("sds_clip: {gpus: 1}\nclip_td: {gpus: 1, tasks: [snli_ve], settings: [lowshot]}\n")
-    run(SNAKEMAKE + ["--profile", "profiles/slurm", "--configfile", str(gpus)], cwd=project, timeout=1800)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["sds_clip"]["gpus"] = 1
+    params["clip_td"].update(gpus=1, tasks=["snli_ve"], settings=["lowshot"])
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # the site's account from the site file (only the workflow reads it), its partition from SLURM's
+    # own variable
+    (project / "profiles/slurm/site.yaml").write_text("account: research\n")
+    site = {"SBATCH_PARTITION": "main"}
+    run(SNAKEMAKE + ["--profile", "profiles/slurm"], cwd=project, timeout=1800, env=site)
     for out in ("data/prepared", "data/splits", "results/metrics/sds_clip"):
         assert tree_digest(project / out) == tree_digest(local_run / out), out
     clip_td = sorted((project / "results/metrics/clip_td").iterdir())
@@ -66,8 +54,16 @@ def test_profile_runs_every_job_through_slurm(cluster, tmp_path, local_run):
         job = scontrol_job(log.stem)
         rule = log.relative_to(project / "logs/slurm").parts[0]
         assert job["JobState"] == "COMPLETED", (log, job)
-        assert job["Partition"] == "main" and job["WorkDir"] == str(project)
+        assert (job["Partition"], job["Account"], job["WorkDir"]) == ("main", "research", str(project))
         assert (job["MinMemoryNode"], job["TimeLimit"]) == expected[rule], (log, job)
         assert ("gpu:1" in job.get("TresPerJob", "")) == (rule in with_gpu), (log, job)
         if rule in ("rule_train_sds_clip", "rule_train_clip_td"):
             assert job["NumCPUs"] == "2"
+    # DVC's stages through the same profile: everything is up to date, so no job is submitted
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    proc = run(["dvc", "repro"], cwd=project, env={**site, "PIPELINE_SNAKEMAKE_ARGS": "--profile profiles/slurm"})
+    output = proc.stdout + proc.stderr
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    assert output.count("Using profile profiles/slurm") == len(stages)
+    assert "has been submitted with SLURM jobid" not in output
+    assert len(list((project / "logs/slurm").glob("rule_*/**/*.log"))) == len(logs)

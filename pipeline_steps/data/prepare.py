@@ -8,6 +8,7 @@ that share an image name it the same way.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -128,6 +129,7 @@ ITEMS: dict[str, Callable[[Path], Iterator[Item]]] = {
     "zeroshot_colors": _class_folders("colors"),
 }
 assert set(ITEMS) == set(PREPARED_FROM)
+log = logging.getLogger(__name__)
 
 
 def prepare(dataset: str, raw_root: str | Path, out: str | Path, cfg: dict) -> dict:
@@ -145,15 +147,24 @@ def prepare(dataset: str, raw_root: str | Path, out: str | Path, cfg: dict) -> d
     with atomic_dir(out) as tmp:
         writer = ShardWriter(tmp, float(cfg["shard_size_mb"]), float(cfg["texture_threshold"]))
         records, ids, splits = [], set(), {}
+        skipped: dict[str, str] = {}  # record id -> the image that could not be decoded
         for record, images in ITEMS[dataset](raw_root):
             if record["id"] in ids:
                 raise ValueError(f"{dataset}: duplicate record id {record['id']!r}")
             ids.add(record["id"])
+            bad = None
             for key, path in images:
                 try:
                     writer.add(key, path.read_bytes())
                 except ValueError as e:
-                    raise ValueError(f"{dataset}: record {record['id']!r}: {e} ({path})") from None
+                    if not cfg.get("skip_bad_images", False):
+                        raise ValueError(f"{dataset}: record {record['id']!r}: {e} ({path}); set "
+                                         f"prepare.skip_bad_images to leave such records out") from None
+                    bad = str(path)
+                    log.warning("%s: record %r left out: %s (%s)", dataset, record["id"], e, path)
+            if bad is not None:
+                skipped[record["id"]] = bad
+                continue
             records.append(record)
             splits[record["split"]] = splits.get(record["split"], 0) + 1
         index = writer.close()
@@ -161,6 +172,8 @@ def prepare(dataset: str, raw_root: str | Path, out: str | Path, cfg: dict) -> d
         summary = {"dataset": dataset, "records": len(records), "splits": splits,
                    "images": len(index), "shards": writer.shard_count,
                    "image_bytes": int(index["size"].sum()),
-                   "domains": {k: int(v) for k, v in index["domain"].value_counts().items()}}
+                   "domains": {k: int(v) for k, v in index["domain"].value_counts().items()},
+                   "skipped_records": len(skipped), "skipped_images": sorted(set(skipped.values())),
+                   "skipped_ids": sorted(skipped)}
         (tmp / "summary.json").write_text(dumps_json(summary), encoding="utf-8")
     return summary

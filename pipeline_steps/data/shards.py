@@ -57,14 +57,14 @@ class ShardWriter:
     def add(self, key: str, data: bytes) -> None:
         if key in self.seen:
             return  # an image shared by several records is stored once
-        self.seen.add(key)
-        if self.tar is None or (self.tar.offset + len(data) > self.limit and self.tar.offset > 0):
-            self._open_next()
         try:
             image = Image.open(io.BytesIO(data))
             image.load()
         except Exception as e:  # noqa: BLE001 - PIL raises many types for a bad file
             raise ValueError(f"image {key!r} cannot be decoded: {e}") from None
+        self.seen.add(key)
+        if self.tar is None or (self.tar.offset + len(data) > self.limit and self.tar.offset > 0):
+            self._open_next()
         info = tarfile.TarInfo(name=key)
         info.size, info.mtime, info.mode = len(data), 0, 0o644
         self.tar.addfile(info, io.BytesIO(data))
@@ -115,7 +115,12 @@ class PreparedDataset:
         return f.read(size)
 
     def image(self, key: str) -> Image.Image:
-        return Image.open(io.BytesIO(self.image_bytes(key))).convert("RGB")
+        try:
+            return Image.open(io.BytesIO(self.image_bytes(key))).convert("RGB")
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for a damaged file
+            shard, offset, _ = self._where[key]
+            raise ValueError(f"{self.root}: image {key!r} ({shard} at byte {offset}) cannot be decoded: {e}; "
+                             f"the prepared dataset is damaged: delete it and run prepare again") from None
 
     def domain(self, key: str) -> str:
         return str(self.index.at[key, "domain"])

@@ -67,8 +67,11 @@ def digest(obj) -> str:
 
 
 def device_for(params_device: str = "auto") -> torch.device:
+    """The GPU of this process (torchrun's LOCAL_RANK when it started several), else the CPU."""
     if params_device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
     return torch.device(params_device)
 
 
@@ -124,6 +127,14 @@ class Distributed:
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """True on every rank when it is true on one (all ranks stop at the same step)."""
+        if self.world == 1:
+            return flag
+        value = torch.tensor([float(flag)], device=device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
 
 
 class Trainer:
@@ -263,11 +274,13 @@ class Trainer:
                 for k, v in last.items():
                     live.log_metric(f"train/{k}", v)
                 live.next_step()
-            if self._stop_signal is not None or done % self.cfg.checkpoint_every == 0:
+            stop = self.dist.any(self._stop_signal is not None, self.device)
+            if stop or done % self.cfg.checkpoint_every == 0:
                 self.save_checkpoint(done)
-            if self._stop_signal is not None:
-                log.warning("signal %d: checkpoint saved at step %d, exiting for a retry",
-                            self._stop_signal, done)
+            if stop:
+                log.warning("signal %s: checkpoint saved at step %d, exiting for a retry",
+                            self._stop_signal or "on another rank", done)
+                self.dist.barrier()
                 raise SystemExit(PREEMPTED_EXIT)
         if live is not None:
             live.end()
@@ -276,7 +289,10 @@ class Trainer:
 
 
 def finish_model_folder(out: Path, work: Path, write_model, summary: dict) -> None:
-    """Write the model folder atomically, with the run's dvclive curves and a summary."""
+    """Write the model folder atomically, with the run's dvclive curves and a summary (on the
+    main process only when torchrun started several)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     with atomic_dir(out) as tmp:
         write_model(tmp)
         if (work / "dvclive").is_dir():

@@ -11,12 +11,12 @@ rule train_clip_td:
     output:
         directory(f"{MODELS}/clip_td/{CTD_RUN}"),
     params:
-        **STEP_PARAMS,
+        **CTD_TRAIN_PARAMS,
         split=clip_td_split_file,
         teacher=teacher_args,
         work=f"{WORK}/clip_td/{CTD_RUN}",
         cfg=lambda w: json.dumps(clip_td_run_config(w.method), sort_keys=True),
-    threads: 2
+    threads: 1
     conda:
         ENV
     log:
@@ -26,8 +26,9 @@ rule train_clip_td:
     resources:
         mem_mb=8000,
         runtime=720,
-        cpus_per_task=2,
+        cpus_per_task=2 * max(1, CTD["gpus"]),  # 2 per training process
         gpu=CTD["gpus"],
+        **SLURM_SITE,
     shell:
         "{params.step} train-clip-td --params {params.params_file} --task {wildcards.task}"
         " --method {wildcards.method} --seed {wildcards.seed} --student {input.student}"

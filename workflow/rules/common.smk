@@ -4,6 +4,7 @@ import json
 import os
 import re
 
+from pipeline_steps.cluster import launcher, slurm_site
 from pipeline_steps.config import dump as dump_params
 from pipeline_steps.data.registry import (PREPARED_DATASETS, PREPARED_FROM, RAW_SOURCES, TASKS,
                                           datasets_to_prepare)
@@ -31,8 +32,16 @@ if not os.path.exists(PARAMS_FILE) or open(PARAMS_FILE).read() != _effective:
     atomic_write_text(PARAMS_FILE, _effective)
 
 
-# Passed to every step: how to call the package and which params file to read.
+# Passed to every step: how to call the package and which params file to read. Every job runs torch
+# on one thread (`threads: 1`): results do not depend on a machine's core count, and two small jobs
+# side by side finish sooner than one job on two threads (bench/README.md, end to end).
 STEP_PARAMS = {"step": "python -m pipeline_steps", "params_file": PARAMS_FILE}
+# Training jobs with several GPUs start one process per GPU (torchrun); the others are plain.
+SDS_TRAIN_PARAMS = {"step": launcher(config["sds_clip"]["gpus"]), "params_file": PARAMS_FILE}
+CTD_TRAIN_PARAMS = {"step": launcher(config["clip_td"]["gpus"]), "params_file": PARAMS_FILE}
+# The SLURM account and partition of every submitted job, from the user's environment
+# (SBATCH_ACCOUNT, SBATCH_PARTITION) or profiles/slurm/site.yaml; empty when neither sets them.
+SLURM_SITE = slurm_site(os.environ)
 
 
 # --- models and runs -------------------------------------------------------------------------------

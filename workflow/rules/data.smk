@@ -23,6 +23,7 @@ if config["mode"] == "synthetic":
             mem_mb=2000,
             runtime=30,
             cpus_per_task=1,
+            **SLURM_SITE,
         shell:
             "{params.step} synthesize --params {params.params_file} --source {wildcards.source}"
             " --out {output} > {log} 2>&1"
@@ -76,6 +77,7 @@ rule prepare:
         mem_mb=4000,
         runtime=120,
         cpus_per_task=1,
+        **SLURM_SITE,
     shell:
         "{params.step} prepare --params {params.params_file} --dataset {wildcards.dataset}"
         " --raw {params.raw} --out {output} > {log} 2>&1"

@@ -23,7 +23,8 @@ rule evaluate_clip:
         mem_mb=4000,
         runtime=120,
         cpus_per_task=1,
-        gpu=SDS["gpus"],
+        gpu=min(SDS["gpus"], 1),
+        **SLURM_SITE,
     shell:
         "{params.step} evaluate-clip --params {params.params_file} --model {input.model}"
         " --prepared {input.data} --out {output} --threads {threads} > {log} 2>&1"
@@ -49,7 +50,8 @@ rule teacher_score:
         mem_mb=4000,
         runtime=120,
         cpus_per_task=1,
-        gpu=SDS["gpus"],
+        gpu=min(SDS["gpus"], 1),
+        **SLURM_SITE,
     shell:
         "{params.step} teacher-score --params {params.params_file} --teacher {input.teacher}"
         " --prepared {input.data} --out {output} --threads {threads} > {log} 2>&1"
@@ -77,7 +79,8 @@ rule evaluate_clip_td:
         mem_mb=4000,
         runtime=60,
         cpus_per_task=1,
-        gpu=CTD["gpus"],
+        gpu=min(CTD["gpus"], 1),
+        **SLURM_SITE,
     shell:
         "{params.step} evaluate-clip-td --params {params.params_file} --model {input.model}"
         " --prepared {input.data} --split {params.split} --out {output} --threads {threads}"

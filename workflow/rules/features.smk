@@ -10,7 +10,7 @@ rule cache_text_states:
         directory(TEXT_CACHE),
     params:
         **STEP_PARAMS,
-    threads: 2
+    threads: 1
     conda:
         ENV
     log:
@@ -21,7 +21,8 @@ rule cache_text_states:
         mem_mb=4000,
         runtime=60,
         cpus_per_task=2,
-        gpu=config["sds_clip"]["gpus"],
+        gpu=min(config["sds_clip"]["gpus"], 1),
+        **SLURM_SITE,
     shell:
         "{params.step} cache-text-states --params {params.params_file} --teacher {input.teacher}"
         " --prepared {input.coco} --out {output} --threads {threads} > {log} 2>&1"
@@ -36,7 +37,7 @@ rule cache_clip_features:
     params:
         **STEP_PARAMS,
         cfg=section("clip_td", "teacher"),
-    threads: 2
+    threads: 1
     conda:
         ENV
     log:
@@ -47,7 +48,8 @@ rule cache_clip_features:
         mem_mb=8000,
         runtime=120,
         cpus_per_task=2,
-        gpu=CTD["gpus"],
+        gpu=min(CTD["gpus"], 1),
+        **SLURM_SITE,
     shell:
         "{params.step} cache-clip-features --params {params.params_file} --task {wildcards.task}"
         " --teacher {input.teacher} --prepared {input.data} --out {output} --threads {threads}"

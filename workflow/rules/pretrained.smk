@@ -16,7 +16,7 @@ if config["mode"] == "synthetic":
                 [config["models"]["clip"][w.clip], config["pretrain"]["clip"], config["pretrain"]["seed"]],
                 sort_keys=True,
             ),
-        threads: 2
+        threads: 1
         conda:
             ENV
         log:
@@ -27,6 +27,7 @@ if config["mode"] == "synthetic":
             mem_mb=4000,
             runtime=120,
             cpus_per_task=2,
+            **SLURM_SITE,
         shell:
             "{params.step} pretrain-clip --params {params.params_file} --name {wildcards.clip}"
             " --prepared {input} --out {output} --work {params.work} --threads {threads} > {log} 2>&1"
@@ -41,7 +42,7 @@ if config["mode"] == "synthetic":
             work=f"{WORK}/pretrained/{TEACHER}",
             cfg=json.dumps([config["models"]["diffusion"]["tiny"], config["pretrain"]["diffusion"],
                             config["pretrain"]["seed"]], sort_keys=True),
-        threads: 2
+        threads: 1
         conda:
             ENV
         log:
@@ -52,6 +53,7 @@ if config["mode"] == "synthetic":
             mem_mb=4000,
             runtime=120,
             cpus_per_task=2,
+            **SLURM_SITE,
         shell:
             "{params.step} pretrain-diffusion --params {params.params_file} --prepared {input}"
             " --out {output} --work {params.work} --threads {threads} > {log} 2>&1"
@@ -66,7 +68,7 @@ if config["mode"] == "synthetic":
             work=f"{WORK}/pretrained/{STUDENT}",
             cfg=json.dumps([config["models"]["student"]["tiny"], config["pretrain"]["student"],
                             config["pretrain"]["seed"]], sort_keys=True),
-        threads: 2
+        threads: 1
         conda:
             ENV
         log:
@@ -77,6 +79,7 @@ if config["mode"] == "synthetic":
             mem_mb=4000,
             runtime=120,
             cpus_per_task=2,
+            **SLURM_SITE,
         shell:
             "{params.step} pretrain-student --params {params.params_file} --prepared {input}"
             " --out {output} --work {params.work} --threads {threads} > {log} 2>&1"

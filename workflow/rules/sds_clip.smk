@@ -10,10 +10,10 @@ rule train_sds_clip:
     output:
         directory(f"{MODELS}/sds_clip/{{clip}}-lam{{lam}}-s{{seed}}"),
     params:
-        **STEP_PARAMS,
+        **SDS_TRAIN_PARAMS,
         work=f"{WORK}/sds_clip/{{clip}}-lam{{lam}}-s{{seed}}",
         cfg=json.dumps({k: SDS[k] for k in ("layernorm_scope", "train", "sds")}, sort_keys=True),
-    threads: 2
+    threads: 1
     conda:
         ENV
     log:
@@ -23,8 +23,9 @@ rule train_sds_clip:
     resources:
         mem_mb=8000,
         runtime=720,
-        cpus_per_task=2,
+        cpus_per_task=2 * max(1, SDS["gpus"]),  # 2 per training process
         gpu=SDS["gpus"],
+        **SLURM_SITE,
     shell:
         "{params.step} train-sds-clip --params {params.params_file} --lam {wildcards.lam}"
         " --seed {wildcards.seed} --clip {input.clip} --teacher {input.teacher}"

@@ -19,6 +19,7 @@ rule splits:
         mem_mb=2000,
         runtime=30,
         cpus_per_task=1,
+        **SLURM_SITE,
     shell:
         "{params.step} splits --params {params.params_file} --dataset {wildcards.task} --prepared {input}"
         " --out {output} > {log} 2>&1"
@@ -42,6 +43,7 @@ rule splits_summary:
         mem_mb=1000,
         runtime=10,
         cpus_per_task=1,
+        **SLURM_SITE,
     shell:
         "{params.step} splits-summary --params {params.params_file} {input} --csv {output.csv}"
         " --markdown {output.md} > {log} 2>&1"
