@@ -23,7 +23,6 @@ naive, plus how far bf16's loss is from fp32's on the same batch.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import platform
 import statistics
@@ -140,7 +139,7 @@ def main() -> None:
     eager_unet = model.teacher.unet
     compiled_unet = torch.compile(eager_unet) if args.compile else None
     optimizer = torch.optim.AdamW(list(model.trainable().values()), lr=0.0, fused=device.type == "cuda")
-    initial = copy.deepcopy({k: p.detach().clone() for k, p in model.trainable().items()})
+    initial = {k: p.detach().clone() for k, p in model.trainable().items()}
 
     def use(variant):
         model.teacher.unet = compiled_unet if variant["compile"] else eager_unet

@@ -74,6 +74,9 @@ STUDENT = config["models"]["student"]["name"]
 STUDENT_FOLDER = f"{MODELS}/pretrained/{STUDENT}"
 CTD_TEACHER = CTD["teacher"]["clip"]
 CLIP_TD_CACHE = f"{FEATURES}/clip_td/{CTD_TEACHER}"
+# Jobs that run one process (features, evaluation) ask for at most one GPU.
+SDS_JOB_GPUS = min(SDS["gpus"], 1)
+CTD_JOB_GPUS = min(CTD["gpus"], 1)
 CTD_RUN = "{task}-{setting}-{method}-s{seed}"
 
 

@@ -23,7 +23,7 @@ rule evaluate_clip:
         mem_mb=4000,
         runtime=120,
         cpus_per_task=1,
-        gpu=min(SDS["gpus"], 1),
+        gpu=SDS_JOB_GPUS,
         **SLURM_SITE,
     shell:
         "{params.step} evaluate-clip --params {params.params_file} --model {input.model}"
@@ -50,7 +50,7 @@ rule teacher_score:
         mem_mb=4000,
         runtime=120,
         cpus_per_task=1,
-        gpu=min(SDS["gpus"], 1),
+        gpu=SDS_JOB_GPUS,
         **SLURM_SITE,
     shell:
         "{params.step} teacher-score --params {params.params_file} --teacher {input.teacher}"
@@ -79,7 +79,7 @@ rule evaluate_clip_td:
         mem_mb=4000,
         runtime=60,
         cpus_per_task=1,
-        gpu=min(CTD["gpus"], 1),
+        gpu=CTD_JOB_GPUS,
         **SLURM_SITE,
     shell:
         "{params.step} evaluate-clip-td --params {params.params_file} --model {input.model}"

@@ -21,7 +21,7 @@ rule cache_text_states:
         mem_mb=4000,
         runtime=60,
         cpus_per_task=2,
-        gpu=min(config["sds_clip"]["gpus"], 1),
+        gpu=SDS_JOB_GPUS,
         **SLURM_SITE,
     shell:
         "{params.step} cache-text-states --params {params.params_file} --teacher {input.teacher}"
@@ -48,7 +48,7 @@ rule cache_clip_features:
         mem_mb=8000,
         runtime=120,
         cpus_per_task=2,
-        gpu=min(CTD["gpus"], 1),
+        gpu=CTD_JOB_GPUS,
         **SLURM_SITE,
     shell:
         "{params.step} cache-clip-features --params {params.params_file} --task {wildcards.task}"
