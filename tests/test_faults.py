@@ -86,6 +86,20 @@ def test_checkpoints_never_execute_code_they_carry(tmp_path, caplog):
     assert not marker.exists() and "step-10 is unreadable" in caplog.text
 
 
+
+def test_training_jobs_never_write_into_the_dvc_repository(tmp_path, monkeypatch):
+    # jobs run side by side inside the project: dvclive's own signal files under .dvc/tmp raced when
+    # two runs ended together (one deleted the file the other was deleting)
+    project = tmp_path / "project"
+    (project / ".dvc").mkdir(parents=True)
+    (project / ".dvc/config").write_text("[core]\n    no_scm = true\n")
+    monkeypatch.chdir(project)
+    trainer, _ = toy_trainer(project / "models/.work/run", steps=10)
+    trainer.run()
+    assert sorted(p.name for p in (project / ".dvc").iterdir()) == ["config"]
+    metrics = json.loads((project / "models/.work/run/dvclive/metrics.json").read_text())
+    assert metrics["step"] == 10 and "loss" in metrics["train"]
+
 # --- the workflow process killed mid-DAG ----------------------------------------------------------------
 
 

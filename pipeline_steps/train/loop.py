@@ -235,16 +235,13 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
     def run(self) -> dict[str, float]:
-        from dvclive import Live
-
         if self.dist.main:
             self.discard_stale_state()
         self.dist.barrier()
         start = self.load_latest()
         for sig in (signal.SIGTERM, signal.SIGUSR1):
             signal.signal(sig, self._on_signal)
-        live = Live(str(self.live_dir), resume=start > 0, save_dvc_exp=False, dvcyaml=False) \
-            if self.dist.main else None
+        live = training_curves(self.live_dir, resume=start > 0) if self.dist.main else None
         last: dict[str, float] = {}
         micro = max(1, self.cfg.batch_size // self.cfg.grad_accum)
         for step in range(start, self.cfg.steps):
@@ -286,6 +283,28 @@ class Trainer:
             live.end()
         self.dist.barrier()
         return last
+
+
+def training_curves(live_dir: Path, resume: bool):
+    """The run's dvclive logger, writing the run's own folder and nothing outside it.
+
+    Stock dvclive, inside a DVC repository, opens the repository, adds its folder to git under
+    `dvc exp run`, and writes and deletes one shared signal file for an IDE extension
+    (``.dvc/tmp/exps/run/DVCLIVE_STEP_COMPLETED``) at every step and at the end. The workflow runs
+    jobs side by side: two runs ending together raced on deleting that file (FileNotFoundError),
+    and parallel git adds would race on the index. DVC records the curves through the stages'
+    outs instead, so a job never touches the repository.
+    """
+    import dvclive.live as dvclive_live
+
+    class JobLive(dvclive_live.Live):
+        def _init_dvc(self):
+            self._save_dvc_exp = False
+
+    # the IDE signal files are dvclive's only other writes outside its folder
+    dvclive_live.mark_dvclive_step_completed = lambda step: None
+    dvclive_live.cleanup_dvclive_step_completed = lambda: None
+    return JobLive(str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=False)
 
 
 def finish_model_folder(out: Path, work: Path, write_model, summary: dict) -> None:
