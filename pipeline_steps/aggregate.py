@@ -204,7 +204,8 @@ def clip_td_tables(rows: pd.DataFrame, out: Path) -> None:
 
 def _save(fig, out: Path, name: str) -> list[Path]:
     paths = [out / f"{name}.png", out / f"{name}.svg"]
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # figures with a legend below use constrained layout
+        fig.tight_layout()
     for p in paths:
         fig.savefig(p, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -251,8 +252,9 @@ def _bars(ax, labels: list[str], groups: list[str], means, lows, highs) -> None:
     ax.set_xticks(x, labels, rotation=20, ha="right")
 
 
-def _legend_below(ax, n: int) -> None:
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=min(n, 3), fontsize=7)
+def _legend_below(fig, ax, n: int) -> None:
+    """One legend under the whole figure, below the (rotated) tick labels; needs constrained layout."""
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=min(n, 3), fontsize=7)
 
 
 def figure_shift(rows: pd.DataFrame, out: Path) -> list[Path]:
@@ -260,7 +262,7 @@ def figure_shift(rows: pd.DataFrame, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     tasks = [t for t in FIGURE_METRIC if t in set(rows["task"])]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.2), squeeze=False, layout="constrained")
     for ax, task in zip(axes[0], tasks):
         part = summarize(rows[(rows["task"] == task) & (rows["metric"] == FIGURE_METRIC[task])
                               & rows["setting"].str.match(r"full|shift-")], ["method", "setting"])
@@ -272,7 +274,7 @@ def figure_shift(rows: pd.DataFrame, out: Path) -> list[Path]:
         _bars(ax, [setting_label(s) for s in settings], methods, get("mean"), get("ci_low"), get("ci_high"))
         ax.set_ylabel(f"{FIGURE_METRIC[task]} (%)")
         ax.set_title(TASK_NAMES[task])
-    _legend_below(axes[0][len(tasks) // 2], 3)
+    _legend_below(fig, axes[0][0], 3)
     return _save(fig, out, "clip_td_shift")
 
 
@@ -282,7 +284,8 @@ def figure_compositional(rows: pd.DataFrame, out: Path) -> list[Path]:
 
     metrics = [m for m in dict.fromkeys(rows["metric"]) if m.startswith(("Winoground", "ARO"))]
     backbones = sorted(set(rows["backbone"]))
-    fig, axes = plt.subplots(len(backbones), 1, figsize=(7.5, 2.9 * len(backbones)), squeeze=False)
+    fig, axes = plt.subplots(len(backbones), 1, figsize=(7.5, 0.4 + 2.9 * len(backbones)), squeeze=False,
+                             layout="constrained")
     for ax, backbone in zip(axes[:, 0], backbones):
         part = summarize(rows[rows["backbone"] == backbone], ["method", "metric"])
         methods = sds_method_order(part)
@@ -292,7 +295,7 @@ def figure_compositional(rows: pd.DataFrame, out: Path) -> list[Path]:
         _bars(ax, metrics, methods, get("mean"), get("ci_low"), get("ci_high"))
         ax.set_ylabel("accuracy (%)")
         ax.set_title(f"{backbone}: compositional benchmarks (error bars: 95% bootstrap CI)")
-        _legend_below(ax, len(methods))
+    _legend_below(fig, axes[0][0], len(methods))
     return _save(fig, out, "sds_clip_compositional")
 
 
@@ -301,7 +304,7 @@ def figure_lambda(rows: pd.DataFrame, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     tuned = rows[rows["lambda"].notna()]
-    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    fig, ax = plt.subplots(figsize=(5.0, 3.4), layout="constrained")
     for backbone in sorted(set(tuned["backbone"])):
         for metric in ("Winoground text", "Winoground image", "Winoground group", "ARO VG-R"):
             g = tuned[(tuned["backbone"] == backbone) & (tuned["metric"] == metric)].groupby("lambda")["value"]
@@ -309,7 +312,7 @@ def figure_lambda(rows: pd.DataFrame, out: Path) -> list[Path]:
     ax.set_xlabel("λ (weight of L_SDS)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("λ sweep")
-    _legend_below(ax, 4)
+    _legend_below(fig, ax, 2)
     return _save(fig, out, "sds_clip_lambda")
 
 
@@ -332,11 +335,11 @@ def figure_teacher(rows: pd.DataFrame, teacher_reports: dict[str, dict], out: Pa
         means.append([100 * g.loc[f"Winoground {k}", "mean"] for k in kinds])
         lows.append([100 * g.loc[f"Winoground {k}", "ci_low"] for k in kinds])
         highs.append([100 * g.loc[f"Winoground {k}", "ci_high"] for k in kinds])
-    fig, ax = plt.subplots(figsize=(6.0, 3.0))
+    fig, ax = plt.subplots(figsize=(6.0, 3.4), layout="constrained")
     _bars(ax, [f"Winoground {k}" for k in kinds], names, means, lows, highs)
     ax.set_ylabel("score (%)")
     ax.set_title("Diffusion teacher vs CLIP on Winoground (95% CI)")
-    _legend_below(ax, len(names))
+    _legend_below(fig, ax, len(names))
     return _save(fig, out, "teacher_vs_clip")
 
 
@@ -349,15 +352,16 @@ def figure_training(curves: dict[str, pd.DataFrame], out: Path) -> list[Path]:
         family, name = run.split("/", 1)
         m = CTD_RUN.match(name)
         families[f"{family}: {TASK_NAMES[m['task']]}" if m else family][name] = df
-    fig, axes = plt.subplots(1, len(families), figsize=(3.6 * len(families), 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(families), figsize=(3.6 * len(families), 4.2), squeeze=False,
+                             layout="constrained")
     for ax, (family, runs) in zip(axes[0], sorted(families.items())):
         for run, df in sorted(runs.items()):
             ax.plot(df["step"], df["loss"], label=run, linewidth=1)
         ax.set_xlabel("step")
         ax.set_ylabel("training loss")
         ax.set_title(family)
-        if len(runs) <= 12:
-            ax.legend(fontsize=5, ncol=2 if len(runs) > 6 else 1)
+        if len(runs) <= 12:  # under the panel: inside, it would hide the curves
+            ax.legend(fontsize=5, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     return _save(fig, out, "training_curves")
 
 
