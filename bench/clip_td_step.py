@@ -6,7 +6,10 @@ AdamW, under the same autocast the training loop uses (bf16 on CUDA), for:
 - ``finetune``: task loss only;
 - ``naive`` / ``targeted`` with the teacher features read from a cache (host memory, copied to the
   device every step, as the memory-mapped cache is);
-- ``targeted-online``: the frozen CLIP teacher runs inside the step.
+- ``targeted-online``: the frozen CLIP teacher runs inside the step;
+- ``finetune-padded`` (and, for VCR, ``finetune-padded-image-per-text``): the plain input paths the
+  two input optimisations replace: every text padded to the student's maximum length instead of the
+  batch's longest, and each image embedded again for each of its 8 texts instead of once.
 
 ``--scale paper``: a ViLT-B/32-sized student (768 wide, 12 layers, 384 px, 144 patches, 40 text
 tokens) and a CLIP ViT-B/16 teacher, random weights, VCR-shaped batches (8 texts per example) or
@@ -14,6 +17,7 @@ SNLI-VE-shaped ones (1 text).  ``--scale tiny``: the synthetic world's sizes (fo
 Writes JSON with the median step time, samples/s, peak memory and each variant's ratio to finetune.
 
     python bench/clip_td_step.py --device cuda --scale paper --task snli_ve --out bench/results/x.json
+    python bench/clip_td_step.py --device cpu --scale tiny --task vcr --threads 1 --out /tmp/x.json
 """
 
 from __future__ import annotations
@@ -123,7 +127,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--profile", type=Path, help="also write a cProfile of 5 targeted steps here")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (the workflow's jobs use 1)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -151,6 +158,13 @@ def main() -> None:
                 "targeted": (methods["targeted"], cached), "targeted-online": (methods["targeted"], (teacher, None))}
     losses = {name: ClipTdBatchLoss(model, args.task, method, cfg, [], source, device)
               for name, (method, source) in variants.items()}
+    # the plain input paths the optimised ones are measured against (see the docstring)
+    losses["finetune-padded"] = ClipTdBatchLoss(model, args.task, methods["finetune"], cfg, [], None, device,
+                                                padding="max_length")
+    if args.task == "vcr":
+        losses["finetune-padded-image-per-text"] = ClipTdBatchLoss(
+            model, args.task, methods["finetune"], cfg, [], None, device, padding="max_length",
+            embed_images_once=False)
     results = time_variants(losses, model, examples, images, device, args.steps, args.warmup)
     if args.profile:
         import cProfile
@@ -173,7 +187,8 @@ def main() -> None:
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
               "scale": args.scale, "task": args.task, "batch_size": args.batch_size,
               "texts_per_example": len(examples[0].texts), "student_patches": student.grid ** 2,
-              "teacher": architecture, "torch": torch.__version__, "variants": results}
+              "teacher": architecture, "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
+              "variants": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

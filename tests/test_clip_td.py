@@ -197,6 +197,36 @@ def test_finetune_never_reads_the_teacher_and_naive_distils_every_token(world, t
     assert model.project_image.weight.grad.abs().sum() > 0
 
 
+
+def test_vcr_embeds_each_image_once_for_its_texts_with_the_same_loss_and_gradients(world, tmp_path):
+    params, root = world
+    cfg = params["clip_td"]
+    from pipeline_steps.models.student import load_student
+
+    cache_clip_features("vcr", root / "clip", root / "vcr", tmp_path / "cache", cfg["teacher"], torch.device("cpu"))
+    cache = ClipFeatureCache(tmp_path / "cache")
+    examples = load_examples("vcr", root / "vcr")[:4]
+    with PreparedDataset(root / "vcr") as data:
+        images = [data.image(e.image) for e in examples]
+    torch.manual_seed(0)
+    model = ClipTdModel(load_student(root / "student"), 1, 64)
+    embeddings = model.student.vilt.embeddings
+    embedded, visual_embed = [], embeddings.visual_embed
+    embeddings.visual_embed = lambda pixels, *a, **k: embedded.append(len(pixels)) or visual_embed(pixels, *a, **k)
+    results = {}
+    for once in (True, False):
+        model.zero_grad(set_to_none=True)
+        loss, _ = ClipTdBatchLoss(model, "vcr", cfg["methods"]["targeted"], cfg, [], cache, torch.device("cpu"),
+                                  embed_images_once=once)(examples, images)
+        loss.backward()
+        results[once] = loss.item(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    assert embedded == [4, 4 * 8]  # once per image, against once per (image, text) pair
+    (loss_once, grads_once), (loss_each, grads_each) = results[True], results[False]
+    assert loss_once == pytest.approx(loss_each, rel=1e-6)
+    assert grads_once.keys() == grads_each.keys() and "student.vilt.embeddings.patch_embeddings.projection.weight" in grads_once
+    for name in grads_once:
+        assert torch.allclose(grads_once[name], grads_each[name], rtol=1e-4, atol=1e-7), name
+
 def test_vqa_targets_are_the_official_soft_scores(world):
     _, root = world
     examples = load_examples("vqa", root / "vqa")[:20]

@@ -116,12 +116,18 @@ class Student(torch.nn.Module):
         x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255.0
         return (x - PIXEL_MEAN) / PIXEL_STD
 
-    def tokenize(self, texts: list[str], max_words: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
-        """Token ids + attention mask, and the word pooling matrix (B, max_words, T) and mask."""
+    def tokenize(self, texts: list[str], max_words: int,
+                 padding: str = "longest") -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """Token ids + attention mask, and the word pooling matrix (B, max_words, T) and mask.
+
+        ``padding="longest"`` pads to the batch's longest text (at most ``max_text_len``): padded
+        positions are masked out of attention, so only the compute changes (texts are often a
+        third of ``max_text_len``); ``"max_length"`` always pads to ``max_text_len`` (the plain path,
+        for benchmarks)."""
         words = [words_of(t) or ["."] for t in texts]
-        enc = self.tokenizer(words, is_split_into_words=True, padding="max_length", truncation=True,
+        enc = self.tokenizer(words, is_split_into_words=True, padding=padding, truncation=True,
                              max_length=self.max_text_len, return_tensors="pt")
-        pool = torch.zeros(len(texts), max_words, self.max_text_len)
+        pool = torch.zeros(len(texts), max_words, enc["input_ids"].shape[1])
         for b in range(len(texts)):
             for t, w in enumerate(enc.word_ids(b)):
                 if w is not None and w < max_words:
@@ -134,7 +140,9 @@ class Student(torch.nn.Module):
     # --- forward ---------------------------------------------------------------------------------
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor, word_pool: torch.Tensor | None = None,
-                word_mask: torch.Tensor | None = None) -> Encoded:
+                word_mask: torch.Tensor | None = None, texts_per_image: int = 1) -> Encoded:
+        """``texts_per_image``: image ``i`` goes with texts ``i * k .. i * k + k - 1`` (VCR pairs one
+        image with 8 texts): its patches are embedded once and shared by its texts."""
         emb = self.vilt.embeddings
         pixel_mask = torch.ones(pixel_values.shape[0], *pixel_values.shape[2:], dtype=torch.long,
                                 device=pixel_values.device)
@@ -147,6 +155,9 @@ class Student(torch.nn.Module):
         patches = torch.gather(image_embeds[:, 1:], 1,
                                order.unsqueeze(-1).expand(-1, -1, image_embeds.shape[-1]))
         image_embeds = torch.cat([image_embeds[:, :1], patches], dim=1)
+        if texts_per_image > 1:
+            image_embeds = image_embeds.repeat_interleave(texts_per_image, dim=0)
+            image_mask = image_mask.repeat_interleave(texts_per_image, dim=0)
         out = self.vilt(input_ids=input_ids, attention_mask=attention_mask, image_embeds=image_embeds,
                         pixel_mask=image_mask)
         hidden = out.last_hidden_state

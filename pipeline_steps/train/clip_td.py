@@ -161,8 +161,12 @@ class ClipTdBatchLoss:
     """The loss of one batch of examples: task loss + weight * weighted distillation."""
 
     def __init__(self, model: ClipTdModel, task: str, method: dict, cfg: dict, vocabulary: list[str],
-                 teacher_source, device: torch.device):
+                 teacher_source, device: torch.device, embed_images_once: bool = True,
+                 padding: str = "longest"):
         self.model, self.task, self.method, self.cfg = model, task, method, cfg
+        # the plain paths, kept for benchmarks: embed_images_once=False embeds an image again for
+        # each of its texts (VCR: 8), padding="max_length" pads every text to the student's maximum
+        self.embed_images_once, self.padding = embed_images_once, padding
         self.vocabulary = vocabulary
         # cached: anything with .batch(ids) -> TeacherBatch (ClipFeatureCache); online: (ClipTeacher, candidates)
         self.teacher_source = teacher_source
@@ -181,10 +185,11 @@ class ClipTdBatchLoss:
         per = len(examples[0].texts)
         texts = [t for e in examples for t in e.texts]
         student = self.model.student
-        tokens, pool, word_mask = student.tokenize(texts, self.max_words)
-        pixels = student.pixels(images).to(dev).repeat_interleave(per, dim=0)
+        tokens, pool, word_mask = student.tokenize(texts, self.max_words, self.padding)
+        shared = per if self.embed_images_once else 1  # texts that share one embedding of their image
+        pixels = student.pixels(images).to(dev).repeat_interleave(per // shared, dim=0)
         enc = student(pixels, tokens["input_ids"].to(dev), tokens["attention_mask"].to(dev),
-                      pool.to(dev), word_mask.to(dev))
+                      pool.to(dev), word_mask.to(dev), texts_per_image=shared)
         logits = self.model.head(enc.pooled).float()
         labels = torch.tensor([e.label for e in examples], device=dev)
         rationale_labels = torch.tensor([e.rationale_label for e in examples], device=dev)
@@ -323,8 +328,9 @@ def predict(model: ClipTdModel, examples: list[Example], data: PreparedDataset, 
         per = len(batch[0].texts)
         texts = [t for e in batch for t in e.texts]
         tokens, _, _ = model.student.tokenize(texts, max_words)
-        pixels = model.student.pixels([data.image(e.image) for e in batch]).to(dev).repeat_interleave(per, 0)
-        enc = model.student(pixels, tokens["input_ids"].to(dev), tokens["attention_mask"].to(dev))
+        pixels = model.student.pixels([data.image(e.image) for e in batch]).to(dev)
+        enc = model.student(pixels, tokens["input_ids"].to(dev), tokens["attention_mask"].to(dev),
+                            texts_per_image=per)
         logits = model.head(enc.pooled).float().cpu()
         out.append(logits.view(len(batch), -1))
     return torch.cat(out)

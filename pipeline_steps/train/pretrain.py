@@ -144,7 +144,9 @@ def pretrain_student(spec: dict, train_cfg: dict, prepared: dict[str, str | Path
         matched = torch.arange(n, device=device) % 2 == 0
         shifted = [captions[(i + 1) % n] for i in range(n)]  # a caption of another image
         texts = [c if m else s for c, s, m in zip(captions, shifted, matched.tolist())]
-        tokens, _, _ = student.tokenize(texts, 0)
+        # padded to max_text_len: the masking draws below are over this shape, and padding to the
+        # batch's longest caption would draw other masks, hence another pretrained student
+        tokens, _, _ = student.tokenize(texts, 0, padding="max_length")
         ids = tokens["input_ids"].to(device)
         attention = tokens["attention_mask"].to(device)
         maskable = (attention.bool() & ~torch.isin(ids, special)) & matched.unsqueeze(1)
