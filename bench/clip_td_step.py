@@ -1,7 +1,7 @@
 """Cost of one CLIP-TD training step relative to a plain fine-tune step, side by side in one run.
 
 Runs the project's own batch loss (:class:`pipeline_steps.train.clip_td.ClipTdBatchLoss`) with
-AdamW, under the same autocast the training loop uses (bf16 on CUDA), for:
+AdamW, under bf16 autocast (as `clip_td.train.precision: bf16` in the training loop), for:
 
 - ``finetune``: task loss only;
 - ``naive`` / ``targeted`` with the teacher features read from a cache (host memory, copied to the
@@ -9,7 +9,10 @@ AdamW, under the same autocast the training loop uses (bf16 on CUDA), for:
 - ``targeted-online``: the frozen CLIP teacher runs inside the step;
 - ``finetune-padded`` (and, for VCR, ``finetune-padded-image-per-text``): the plain input paths the
   two input optimisations replace: every text padded to the student's maximum length instead of the
-  batch's longest, and each image embedded again for each of its 8 texts instead of once.
+  batch's longest, and each image embedded again for each of its 8 texts instead of once;
+- ``finetune-fp32``: a fine-tune step without autocast (the plain path of bf16).
+
+Every other variant runs under ``--precision`` (default bf16, as ``clip_td.train.precision``).
 
 ``--scale paper``: a ViLT-B/32-sized student (768 wide, 12 layers, 384 px, 144 patches, 40 text
 tokens) and a CLIP ViT-B/16 teacher, random weights, VCR-shaped batches (8 texts per example) or
@@ -79,12 +82,12 @@ class HostCache:
         return self.cpu
 
 
-def one_step(loss: ClipTdBatchLoss, optimizer, examples, images, device) -> float:
+def one_step(loss: ClipTdBatchLoss, optimizer, examples, images, device, bf16: bool) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         value, _ = loss(examples, images)
     value.backward()
     optimizer.step()
@@ -94,16 +97,18 @@ def one_step(loss: ClipTdBatchLoss, optimizer, examples, images, device) -> floa
 
 
 def time_variants(losses: dict, model, examples, images, device, steps: int, warmup: int) -> dict:
-    """Round-robin over the variants (one step each per round), so clock and cache drift hit all alike."""
+    """Round-robin over the variants (one step each per round), so clock and cache drift hit all alike.
+
+    ``losses``: name -> (batch loss, bf16 autocast on or off)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=True)  # as the training loop
     times: dict[str, list[float]] = {name: [] for name in losses}
     peak: dict[str, float] = {}
     for round_ in range(warmup + steps):
-        for name, loss in losses.items():
+        for name, (loss, bf16) in losses.items():
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            elapsed = one_step(loss, optimizer, examples, images, device)
+            elapsed = one_step(loss, optimizer, examples, images, device, bf16)
             if round_ >= warmup:
                 times[name].append(elapsed)
             if device.type == "cuda":
@@ -111,7 +116,8 @@ def time_variants(losses: dict, model, examples, images, device, steps: int, war
     out = {}
     for name, t in times.items():
         median = statistics.median(t)
-        out[name] = {"median_step_s": median, "samples_per_s": len(examples) / median, "steps": steps}
+        out[name] = {"median_step_s": median, "samples_per_s": len(examples) / median, "steps": steps,
+                     "precision": "bf16" if losses[name][1] else "fp32"}
         if name in peak:
             out[name]["peak_memory_gb"] = peak[name]
     return out
@@ -128,6 +134,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--profile", type=Path, help="also write a cProfile of 5 targeted steps here")
     parser.add_argument("--threads", type=int, help="torch CPU threads (the workflow's jobs use 1)")
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
+                        help="autocast of every variant but finetune-fp32 (clip_td.train.precision)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -156,26 +164,28 @@ def main() -> None:
     model.train()
     variants = {"finetune": (methods["finetune"], None), "naive": (methods["naive"], cached),
                 "targeted": (methods["targeted"], cached), "targeted-online": (methods["targeted"], (teacher, None))}
-    losses = {name: ClipTdBatchLoss(model, args.task, method, cfg, [], source, device)
+    bf16 = args.precision == "bf16"
+    losses = {name: (ClipTdBatchLoss(model, args.task, method, cfg, [], source, device), bf16)
               for name, (method, source) in variants.items()}
-    # the plain input paths the optimised ones are measured against (see the docstring)
-    losses["finetune-padded"] = ClipTdBatchLoss(model, args.task, methods["finetune"], cfg, [], None, device,
-                                                padding="max_length")
+    # the plain paths the optimised ones are measured against (see the docstring)
+    losses["finetune-fp32"] = (losses["finetune"][0], False)
+    losses["finetune-padded"] = (ClipTdBatchLoss(model, args.task, methods["finetune"], cfg, [], None, device,
+                                                 padding="max_length"), bf16)
     if args.task == "vcr":
-        losses["finetune-padded-image-per-text"] = ClipTdBatchLoss(
+        losses["finetune-padded-image-per-text"] = (ClipTdBatchLoss(
             model, args.task, methods["finetune"], cfg, [], None, device, padding="max_length",
-            embed_images_once=False)
+            embed_images_once=False), bf16)
     results = time_variants(losses, model, examples, images, device, args.steps, args.warmup)
     if args.profile:
         import cProfile
         import io
         import pstats
 
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=True)
         profiler = cProfile.Profile()
         profiler.enable()
         for _ in range(5):
-            one_step(losses["targeted"], optimizer, examples, images, device)
+            one_step(losses["targeted"][0], optimizer, examples, images, device, bf16)
         profiler.disable()
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)

@@ -127,11 +127,17 @@ class Student(torch.nn.Module):
         words = [words_of(t) or ["."] for t in texts]
         enc = self.tokenizer(words, is_split_into_words=True, padding=padding, truncation=True,
                              max_length=self.max_text_len, return_tensors="pt")
-        pool = torch.zeros(len(texts), max_words, enc["input_ids"].shape[1])
+        # (text, word, token) of every word piece, set in one indexed write (one tensor write per
+        # piece cost ~6 ms of a 150 ms VCR training step)
+        rows, word_index, token_index = [], [], []
         for b in range(len(texts)):
             for t, w in enumerate(enc.word_ids(b)):
                 if w is not None and w < max_words:
-                    pool[b, w, t] = 1.0
+                    rows.append(b)
+                    word_index.append(w)
+                    token_index.append(t)
+        pool = torch.zeros(len(texts), max_words, enc["input_ids"].shape[1])
+        pool[rows, word_index, token_index] = 1.0
         counts = pool.sum(-1, keepdim=True)
         mask = counts.squeeze(-1) > 0
         pool = pool / counts.clamp(min=1)
