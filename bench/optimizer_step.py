@@ -38,7 +38,8 @@ def parameter_sets(params: dict, tmp: Path) -> dict[str, list[torch.Tensor]]:
     torch.manual_seed(0)
     clip, _, _ = load_clip("TinyCLIP-64")
     teacher = build_tiny_teacher(params["models"]["diffusion"]["tiny"], tmp / "tokenizer", 0)
-    student = ViltModel(tiny_config(params["models"]["student"]["tiny"], 400))
+    spec = params["models"]["student"]["tiny"]
+    student = ViltModel(tiny_config(spec, spec["vocab_size"]))
     return {
         "pretrain_clip": list(clip.parameters()),
         "pretrain_diffusion": list(teacher.unet.parameters()) + list(teacher.text_encoder.parameters()),

@@ -25,9 +25,10 @@ from pipeline_steps.evaluate.metrics import (accuracy, normalize_vqa_answer, vcr
                                              vqa_soft_score)
 from pipeline_steps.evaluate.vl_tasks import evaluate_clip_td
 from pipeline_steps.models.clip import load_clip, model_config, save_clip
-from pipeline_steps.models.student import build_tiny_student, train_vocabulary
+from pipeline_steps.models.student import build_tiny_student, load_student, train_vocabulary
 from pipeline_steps.train.clip_td import (ClipTdBatchLoss, ClipTdModel, instance_weights, select_tokens,
                                           teacher_confidence, train_clip_td)
+from pipeline_steps.train.loop import LoopConfig, Trainer
 from pipeline_steps.train.vl_tasks import answer_vocabulary, load_examples, vqa_targets
 
 # --- metrics ---------------------------------------------------------------------------------------------
@@ -165,8 +166,6 @@ def test_cached_teacher_features_equal_the_online_ones(world, tmp_path):
 def test_finetune_never_reads_the_teacher_and_naive_distils_every_token(world, tmp_path):
     params, root = world
     cfg = params["clip_td"]
-    from pipeline_steps.models.student import load_student
-
     examples = load_examples("snli_ve", root / "snli_ve")[:4]
     with PreparedDataset(root / "snli_ve") as data:
         images = [data.image(e.image) for e in examples]
@@ -198,20 +197,23 @@ def test_finetune_never_reads_the_teacher_and_naive_distils_every_token(world, t
     assert model.project_image.weight.grad.abs().sum() > 0
 
 
+def cached_batch(world, tmp_path, task: str, n: int):
+    """A batch of ``n`` examples of ``task`` with their images, the teacher cache, and a fresh model."""
+    params, root = world
+    cfg = params["clip_td"]
+    cache_clip_features(task, root / "clip", root / task, tmp_path / "cache", cfg["teacher"], torch.device("cpu"))
+    examples = load_examples(task, root / task)[:n]
+    with PreparedDataset(root / task) as data:
+        images = [data.image(e.image) for e in examples]
+    torch.manual_seed(0)
+    model = ClipTdModel(load_student(root / "student"), 1 if task == "vcr" else 3, 64)
+    return cfg, ClipFeatureCache(tmp_path / "cache"), examples, images, model
+
+
 def test_vcr_embeds_each_image_once_for_its_texts_with_the_same_loss_and_gradients(world, tmp_path):
     # the optimised inputs (texts padded to the batch's longest, each image embedded once for its 8
     # texts) against each plain path: same loss and gradients
-    params, root = world
-    cfg = params["clip_td"]
-    from pipeline_steps.models.student import load_student
-
-    cache_clip_features("vcr", root / "clip", root / "vcr", tmp_path / "cache", cfg["teacher"], torch.device("cpu"))
-    cache = ClipFeatureCache(tmp_path / "cache")
-    examples = load_examples("vcr", root / "vcr")[:4]
-    with PreparedDataset(root / "vcr") as data:
-        images = [data.image(e.image) for e in examples]
-    torch.manual_seed(0)
-    model = ClipTdModel(load_student(root / "student"), 1, 64)
+    cfg, cache, examples, images, model = cached_batch(world, tmp_path, "vcr", 4)
     texts = [t for e in examples for t in e.texts]
     assert model.student.tokenize(texts, 24)[0]["input_ids"].shape[1] < model.student.max_text_len  # shorter
     embeddings = model.student.vilt.embeddings
@@ -242,8 +244,6 @@ def test_vcr_embeds_each_image_once_for_its_texts_with_the_same_loss_and_gradien
 
 def test_word_pooling_averages_exactly_the_pieces_of_each_word(world):
     _, root = world
-    from pipeline_steps.models.student import load_student
-
     student = load_student(root / "student")
     texts = ["what colour is the zigzagged thing", "a", "two stars left of a purplish square " * 6]
     tokens, pool, mask = student.tokenize(texts, 6)
@@ -265,17 +265,11 @@ def test_word_pooling_averages_exactly_the_pieces_of_each_word(world):
 @pytest.mark.parametrize("task", ["vcr", "snli_ve"])
 def test_bf16_step_gives_the_fp32_loss_and_gradients_within_bf16_tolerance(world, tmp_path, task):
     # clip_td.train.precision: bf16 (the default, also on CPU) against the plain fp32 path
-    params, root = world
-    cfg = params["clip_td"]
-    from pipeline_steps.models.student import load_student
-
-    cache_clip_features(task, root / "clip", root / task, tmp_path / "cache", cfg["teacher"], torch.device("cpu"))
-    cache = ClipFeatureCache(tmp_path / "cache")
-    examples = load_examples(task, root / task)[:8]
-    with PreparedDataset(root / task) as data:
-        images = [data.image(e.image) for e in examples]
-    torch.manual_seed(0)
-    model = ClipTdModel(load_student(root / "student"), 1 if task == "vcr" else 3, 64)
+    cfg, cache, examples, images, model = cached_batch(world, tmp_path, task, 8)
+    trainer = Trainer(tmp_path / "run", LoopConfig.from_params(cfg["train"], 0), dict(model.named_parameters()),
+                      len(examples), None, torch.device("cpu"))
+    with trainer.autocast():  # what the training loop runs the loss under, from the default params
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
     batch_loss = ClipTdBatchLoss(model, task, cfg["methods"]["targeted"], cfg, [], cache, torch.device("cpu"))
     results = {}
     for bf16 in (False, True):
