@@ -1,7 +1,8 @@
 """Cost of one CLIP-TD training step relative to a plain fine-tune step, side by side in one run.
 
 Runs the project's own batch loss (:class:`pipeline_steps.train.clip_td.ClipTdBatchLoss`) with
-AdamW, under bf16 autocast (as `clip_td.train.precision: bf16` in the training loop), for:
+AdamW, under the training loop's precision (``--precision``, as ``clip_td.train.precision``; ``auto``:
+bf16 autocast on CUDA, fp32 on CPU), for:
 
 - ``finetune``: task loss only;
 - ``naive`` / ``targeted`` with the teacher features read from a cache (host memory, copied to the
@@ -10,9 +11,8 @@ AdamW, under bf16 autocast (as `clip_td.train.precision: bf16` in the training l
 - ``finetune-padded`` (and, for VCR, ``finetune-padded-image-per-text``): the plain input paths the
   two input optimisations replace: every text padded to the student's maximum length instead of the
   batch's longest, and each image embedded again for each of its 8 texts instead of once;
-- ``finetune-fp32``: a fine-tune step without autocast (the plain path of bf16).
-
-Every other variant runs under ``--precision`` (default bf16, as ``clip_td.train.precision``).
+- ``finetune-bf16`` (or ``finetune-fp32`` when ``--precision`` is bf16): a fine-tune step in the
+  other precision, side by side (on a CPU, bf16 is fast only where it is native: AVX512-BF16, AMX).
 
 ``--scale paper``: a ViLT-B/32-sized student (768 wide, 12 layers, 384 px, 144 patches, 40 text
 tokens) and a CLIP ViT-B/16 teacher, random weights, VCR-shaped batches (8 texts per example) or
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -38,6 +37,7 @@ import torch
 from PIL import Image
 
 from pipeline_steps.clip_teacher import ClipTeacher, TeacherBatch
+from pipeline_steps.hardware import PRECISIONS, autocast_dtype, machine_info
 from pipeline_steps.models.clip import load_clip, model_config, save_clip
 from pipeline_steps.models.student import Student, tiny_config
 from pipeline_steps.train.clip_td import ClipTdBatchLoss, ClipTdModel
@@ -134,8 +134,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--profile", type=Path, help="also write a cProfile of 5 targeted steps here")
     parser.add_argument("--threads", type=int, help="torch CPU threads (the workflow's jobs use 1)")
-    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
-                        help="autocast of every variant but finetune-fp32 (clip_td.train.precision)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="every variant but the precision contrast (clip_td.train.precision; auto: bf16 "
+                             "on CUDA, fp32 on CPU)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -164,11 +165,11 @@ def main() -> None:
     model.train()
     variants = {"finetune": (methods["finetune"], None), "naive": (methods["naive"], cached),
                 "targeted": (methods["targeted"], cached), "targeted-online": (methods["targeted"], (teacher, None))}
-    bf16 = args.precision == "bf16"
+    bf16 = autocast_dtype(args.precision, device) is not None
     losses = {name: (ClipTdBatchLoss(model, args.task, method, cfg, [], source, device), bf16)
               for name, (method, source) in variants.items()}
     # the plain paths the optimised ones are measured against (see the docstring)
-    losses["finetune-fp32"] = (losses["finetune"][0], False)
+    losses["finetune-fp32" if bf16 else "finetune-bf16"] = (losses["finetune"][0], not bf16)
     losses["finetune-padded"] = (ClipTdBatchLoss(model, args.task, methods["finetune"], cfg, [], None, device,
                                                  padding="max_length"), bf16)
     if args.task == "vcr":
@@ -193,8 +194,7 @@ def main() -> None:
     base = results["finetune"]["median_step_s"]
     for r in results.values():
         r["ratio_to_finetune"] = r["median_step_s"] / base
-    report = {"bench": "clip_td_step", "device": str(device),
-              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+    report = {"bench": "clip_td_step", "machine": machine_info(device), "device": str(device),
               "scale": args.scale, "task": args.task, "batch_size": args.batch_size,
               "texts_per_example": len(examples[0].texts), "student_patches": student.grid ** 2,
               "teacher": architecture, "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),

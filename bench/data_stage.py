@@ -19,7 +19,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
 import subprocess
 import tempfile
@@ -32,6 +31,7 @@ from PIL import Image
 from pipeline_steps.data.prepare import prepare
 from pipeline_steps.data.shards import RECORDS, PreparedDataset, ShardWriter
 from pipeline_steps.data.synthetic import synthesize
+from pipeline_steps.hardware import machine_info
 
 
 def timed(fn) -> float:
@@ -130,7 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         tmp = Path(tmp)
-        report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        report = {"bench": "data_stage", "machine": machine_info(),
                   "prepare": [bench_prepare(args.prepare_images, size, tmp / f"prepare-{size}")
                               for size in args.prepare_sizes]}
         repo = tmp / "repo"

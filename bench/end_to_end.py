@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 from conftest import copy_project  # noqa: E402  the tests' notion of what a project copy holds
+from pipeline_steps.hardware import machine_info  # noqa: E402
 
 
 def per_rule(benchmarks: Path) -> dict:
@@ -60,8 +60,7 @@ def main() -> None:
             raise SystemExit(proc.stderr[-5000:])
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         rules = per_rule(project / "benchmarks")
-    report = {"bench": "end_to_end", "machine": f"{platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} CPUs", "cores": args.cores, "wall_s": wall, "wall_min": wall / 60,
+    report = {"bench": "end_to_end", "machine": machine_info(), "cores": args.cores, "wall_s": wall, "wall_min": wall / 60,
               "target_min": 15, "jobs": sum(r["jobs"] for r in rules.values()),
               "job_seconds": sum(r["seconds"] for r in rules.values()),
               "peak_rss_mb_of_one_process": peak_mb, "rules": rules}

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
 import tempfile
 import time
 from collections import Counter
@@ -29,6 +27,7 @@ import yaml
 from pipeline_steps.data.prepare import prepare
 from pipeline_steps.data.synthetic import synthesize
 from pipeline_steps.evaluate import compositional
+from pipeline_steps.hardware import machine_info
 from pipeline_steps.models.clip import load_clip, model_config, save_clip
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,7 +119,7 @@ def main() -> None:
                 "winoground_overall": report["winoground"]["overall"],
                 "report_sha1": hashlib.sha1(json.dumps(report, sort_keys=True, default=str).encode()).hexdigest()}
     a, b = runs["model-0"], runs["model-1"]
-    result = {"bench": "evaluation", "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+    result = {"bench": "evaluation", "machine": machine_info(),
               "torch_threads": 1, "model": architecture, "runs": runs,
               "second_model_embeds_as_much": a["images"]["embedded"] == b["images"]["embedded"]
               and a["texts"]["embedded"] == b["texts"]["embedded"],

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from pipeline_steps.hardware import machine_info
 from pipeline_steps.models.clip import load_clip
 from pipeline_steps.models.diffusion import build_tiny_teacher
 from pipeline_steps.models.student import tiny_config
@@ -100,7 +100,7 @@ def main() -> None:
         models[name] = {"tensors": len(tensors), "parameters": sum(t.numel() for t in tensors),
                         "step_ms": ms, "fused_speedup_over_default": ms["default"] / ms["fused"],
                         "max_abs_difference_fused_vs_default": agreement(tensors, args.agree_steps)}
-    report = {"bench": "optimizer_step", "device": "cpu", "machine": platform.processor() or platform.machine(),
+    report = {"bench": "optimizer_step", "device": "cpu", "machine": machine_info(),
               "cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "steps": args.steps,
               "agree_steps": args.agree_steps, "models": models}
     args.out.parent.mkdir(parents=True, exist_ok=True)

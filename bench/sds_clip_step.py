@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -34,6 +33,7 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
+from pipeline_steps.hardware import autocast_dtype, machine_info
 from pipeline_steps.models.clip import load_clip, model_config, save_clip
 from pipeline_steps.models.diffusion import DiffusionTeacher, build_tiny_teacher, save_teacher
 from pipeline_steps.train.loop import step_generator
@@ -120,7 +120,7 @@ def main() -> None:
     device = torch.device(args.device)
     base_sds = {"gradient": "full", "t_min": 20, "t_max": 980, "weighting": "uniform", "h_w_init_std": 0.02}
     sds_mode = {**base_sds, "gradient": "sds"}
-    best_bf16 = device.type == "cuda"  # bf16 autocast on CPU is emulated and slower: fp32 is best there
+    best_bf16 = autocast_dtype("auto", device) is not None  # the loop's default: bf16 on CUDA, fp32 on CPU
     variants = {
         "naive": {"cached": False, "bf16": False, "sds": base_sds, "compile": False},
         "cached": {"cached": True, "bf16": False, "sds": base_sds, "compile": False},
@@ -184,8 +184,7 @@ def main() -> None:
             "config": {k: (v["gradient"] if k == "sds" else v) for k, v in variants[name].items()}}
         if name in peak:
             results[name]["peak_memory_gb"] = peak[name]
-    report = {"bench": "sds_clip_step", "device": str(device),
-              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+    report = {"bench": "sds_clip_step", "machine": machine_info(device), "device": str(device),
               "cpu_threads": torch.get_num_threads(), "scale": args.scale, "batch_size": args.batch_size,
               "image_size": size, "unet_input": list(model.teacher.input_shape),
               "unet_parameters": sum(p.numel() for p in eager_unet.parameters()),

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -30,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 from conftest import copy_project  # noqa: E402  the tests' notion of what a project copy holds
+from pipeline_steps.hardware import machine_info  # noqa: E402
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -62,8 +62,7 @@ def main() -> None:
     parser.add_argument("--finished", type=Path, help="a project `snakemake` ran to the end (copied, not changed)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    report = {"bench": "workflow_overhead", "machine": f"{platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} CPUs", "python": platform.python_version(), "results": {}}
+    report = {"bench": "workflow_overhead", "machine": machine_info(), "results": {}}
     with tempfile.TemporaryDirectory() as tmp:
         project = copy_project(Path(tmp) / "paper", smoke=False)
         timed(SNAKEMAKE + ["-n", "--quiet", "rules"], project, 1)  # bytecode caches written once

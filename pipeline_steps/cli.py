@@ -71,7 +71,13 @@ def _splits_summary(params: dict, args: argparse.Namespace) -> None:
 def _threads(args: argparse.Namespace) -> None:
     import torch
 
+    from .hardware import machine_info
+
     torch.set_num_threads(args.threads)
+    # the job log says what ran it: timings differ between CPU kinds, results must not
+    info = machine_info()
+    log.info("torch %s on %s, kernels %s, %d thread(s)", info["torch"], info["cpu_model"], info["cpu_capability"],
+             args.threads)
 
 
 def _pretrain_clip(params: dict, args: argparse.Namespace) -> None:
@@ -145,10 +151,8 @@ def _train_clip_td(params: dict, args: argparse.Namespace) -> None:
 def _evaluate_clip_td(params: dict, args: argparse.Namespace) -> None:
     from .evaluate.vl_tasks import evaluate_clip_td
     from .io import atomic_write_json
-    from .train.loop import device_for
 
-    _threads(args)
-    report = evaluate_clip_td(args.model, args.prepared, args.split, params["evaluate"], device_for())
+    report = evaluate_clip_td(args.model, args.prepared, args.split, params["evaluate"])
     atomic_write_json(args.out, report)
     log.info("%s: %s", args.model, report["headline"])
 
@@ -246,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     parsers["splits-summary"].add_argument("--markdown", required=True, type=Path)
     for name in ("pretrain-clip", "pretrain-diffusion", "pretrain-student", "cache-text-states",
                  "cache-clip-features", "train-sds-clip", "train-clip-td", "evaluate-clip",
-                 "evaluate-clip-td", "teacher-score"):
+                 "teacher-score"):
         parsers[name].add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     for name in ("pretrain-clip", "pretrain-diffusion", "pretrain-student", "train-sds-clip",
                  "train-clip-td"):

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -26,10 +28,11 @@ from pipeline_steps.evaluate.metrics import (accuracy, normalize_vqa_answer, vcr
 from pipeline_steps.evaluate.vl_tasks import evaluate_clip_td
 from pipeline_steps.models.clip import load_clip, model_config, save_clip
 from pipeline_steps.models.student import build_tiny_student, load_student, train_vocabulary
-from pipeline_steps.train.clip_td import (ClipTdBatchLoss, ClipTdModel, instance_weights, select_tokens,
-                                          teacher_confidence, train_clip_td)
+from pipeline_steps.train.clip_td import (ClipTdBatchLoss, ClipTdModel, instance_weights, load_clip_td, predict,
+                                          save_predictions, select_tokens, teacher_confidence, train_clip_td,
+                                          vqa_targets)
 from pipeline_steps.train.loop import LoopConfig, Trainer
-from pipeline_steps.train.vl_tasks import answer_vocabulary, load_examples, vqa_targets
+from pipeline_steps.train.vl_tasks import answer_vocabulary, load_examples
 
 # --- metrics ---------------------------------------------------------------------------------------------
 
@@ -264,11 +267,11 @@ def test_word_pooling_averages_exactly_the_pieces_of_each_word(world):
 
 @pytest.mark.parametrize("task", ["vcr", "snli_ve"])
 def test_bf16_step_gives_the_fp32_loss_and_gradients_within_bf16_tolerance(world, tmp_path, task):
-    # clip_td.train.precision: bf16 (the default, also on CPU) against the plain fp32 path
+    # clip_td.train.precision: bf16 (a user's choice on a CPU with native bf16) against fp32 (the default)
     cfg, cache, examples, images, model = cached_batch(world, tmp_path, task, 8)
-    trainer = Trainer(tmp_path / "run", LoopConfig.from_params(cfg["train"], 0), dict(model.named_parameters()),
-                      len(examples), None, torch.device("cpu"))
-    with trainer.autocast():  # what the training loop runs the loss under, from the default params
+    trainer = Trainer(tmp_path / "run", LoopConfig.from_params({**cfg["train"], "precision": "bf16"}, 0),
+                      dict(model.named_parameters()), len(examples), None, torch.device("cpu"))
+    with trainer.autocast():  # what the training loop runs the loss under when params ask for bf16
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
     batch_loss = ClipTdBatchLoss(model, task, cfg["methods"]["targeted"], cfg, [], cache, torch.device("cpu"))
     results = {}
@@ -325,7 +328,14 @@ def test_targeted_run_resumes_to_identical_weights_and_evaluates(world, tmp_path
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert torch.equal(load_file(tmp_path / "straight/head.safetensors")["3.weight"],
                        load_file(tmp_path / "resumed/head.safetensors")["3.weight"])
-    report = evaluate_clip_td(tmp_path / "resumed", root / "vcr", split, params["evaluate"], torch.device("cpu"))
+    # the predictions the training job saved are the saved model's on the evaluation ids
+    model, meta = load_clip_td(tmp_path / "resumed", torch.device("cpu"))
+    with PreparedDataset(root / "vcr") as data:
+        again = predict(model, load_examples("vcr", root / "vcr", ids[24:]), data, 5, meta["max_words"])
+    saved = np.load(tmp_path / "resumed/predictions.npz")
+    assert saved["ids"].tolist() == ids[24:]
+    np.testing.assert_allclose(saved["logits"], again.numpy(), rtol=1e-5, atol=1e-6)
+    report = evaluate_clip_td(tmp_path / "resumed", root / "vcr", split, params["evaluate"])
     assert report["examples"] == len(ids) - 24
     assert 0 <= report["q2ar"] <= min(report["q2a"], report["qa2r"]) <= 1
     summary = json.loads((tmp_path / "resumed/train_summary.json").read_text())
@@ -432,3 +442,54 @@ def test_two_gpu_job_runs_one_process_per_device_and_matches_one_process(world, 
     assert moved > 1e-3 and gap < moved / 100, (moved, gap)
     assert sorted(p.name for p in outs[2].iterdir()) == sorted(p.name for p in outs[1].iterdir())
     assert not list(tmp_path.glob("run-2.*"))  # no second writer's leftovers
+
+
+AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def test_default_params_give_the_same_run_on_avx2_only_kernels(world, tmp_path):
+    """The default precision (fp32 on CPU) does not depend on the CPU: a training run with every
+    kernel library held to AVX2 code paths, as on a CPU without AVX-512 or native bf16, ends with
+    the same evaluation logits up to float summation order."""
+    params, root = world
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    ids = [e.id for e in load_examples("snli_ve", root / "snli_ve")]
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ids[:16], "eval": ids[16:32]}))
+    env = {k: v for k, v in os.environ.items() if k not in AVX2_ONLY}
+    logits = {}
+    for name, isa in (("native", {}), ("avx2", AVX2_ONLY)):
+        out = tmp_path / name
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline_steps", "train-clip-td", "--params", str(params_file), "--task",
+             "snli_ve", "--method", "finetune", "--seed", "0", "--student", str(root / "student"), "--prepared",
+             str(root / "snli_ve"), "--split", str(split), "--out", str(out), "--work", str(tmp_path / f"work-{name}")],
+            capture_output=True, text=True, env={**env, **isa}, cwd=REPO, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert ("kernels AVX2" in proc.stderr) == (name == "avx2"), proc.stderr[-3000:]
+        logits[name] = np.load(out / "predictions.npz")["logits"]
+    assert not np.array_equal(logits["native"], np.zeros_like(logits["native"]))
+    np.testing.assert_allclose(logits["avx2"], logits["native"], rtol=1e-4, atol=1e-5)
+
+
+def test_evaluation_scores_the_saved_predictions_and_refuses_other_ids(world, tmp_path):
+    params, root = world
+    examples = load_examples("snli_ve", root / "snli_ve")[:6]
+    ids = [e.id for e in examples]
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ids[:2], "eval": ids}))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "task.json").write_text(json.dumps({"task": "snli_ve", "outputs": ["entailment", "neutral",
+                                                                              "contradiction"]}))
+    # logits that are right on the first four examples and wrong on the last two
+    logits = np.zeros((6, 3), dtype=np.float32)
+    for i, e in enumerate(examples):
+        logits[i, e.label if i < 4 else (e.label + 1) % 3] = 1
+    save_predictions(run / "predictions.npz", ids, logits)
+    report = evaluate_clip_td(run, root / "snli_ve", split, params["evaluate"])
+    assert report["accuracy"]["value"] == pytest.approx(4 / 6) and report["examples"] == 6
+    save_predictions(run / "predictions.npz", ids[::-1], logits)
+    with pytest.raises(ValueError, match=f"other ids than the evaluation ids of {split}"):
+        evaluate_clip_td(run, root / "snli_ve", split, params["evaluate"])

@@ -48,7 +48,7 @@ def test_profile_runs_every_job_through_slurm(cluster, tmp_path, local_run):
                 "rule_pretrain_student": ("4000M", "02:00:00"), "rule_cache_clip_features": ("8000M", "02:00:00"),
                 "rule_train_clip_td": ("8000M", "12:00:00"), "rule_evaluate_clip_td": ("4000M", "01:00:00")}
     with_gpu = {"rule_cache_text_states", "rule_train_sds_clip", "rule_teacher_score", "rule_cache_clip_features",
-                "rule_train_clip_td", "rule_evaluate_clip", "rule_evaluate_clip_td"}
+                "rule_train_clip_td", "rule_evaluate_clip"}
     assert {p.relative_to(project / "logs/slurm").parts[0] for p in logs} == set(expected)
     for log in logs:
         job = scontrol_job(log.stem)

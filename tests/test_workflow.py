@@ -134,9 +134,10 @@ def test_the_paper_preset_dry_runs_the_full_grids_with_gpus(tmp_path):
                       "fetch_diffusion": 1, "fetch_student": 1, "cache_text_states": 1, "cache_clip_features": 3,
                       "train_sds_clip": sds_runs, "evaluate_clip": sds_runs + 3, "teacher_score": 1,
                       "train_clip_td": ctd_runs, "evaluate_clip_td": ctd_runs, "aggregate": 1, "all": 1}
-    # every job that runs a model asks for a GPU; data, downloads and aggregation do not
+    # every job that runs a model asks for a GPU; data, downloads, scoring saved predictions
+    # (evaluate_clip_td) and aggregation do not
     gpu_rules = {"cache_text_states", "cache_clip_features", "train_sds_clip", "evaluate_clip", "teacher_score",
-                 "train_clip_td", "evaluate_clip_td"}
+                 "train_clip_td"}
     jobs = re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", proc.stdout, re.M | re.S)
     assert len(jobs) == sum(counts.values())
     for rule, body in jobs:

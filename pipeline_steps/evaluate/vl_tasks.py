@@ -1,28 +1,43 @@
 """Evaluation of a CLIP-TD student on its split's evaluation ids: VQA accuracy, SNLI-VE accuracy,
-VCR Q->A / QA->R / Q->AR, each with a bootstrap CI over examples, and per-group breakdowns."""
+VCR Q->A / QA->R / Q->AR, each with a bootstrap CI over examples, and per-group breakdowns.
+
+The training job writes the run's logits on the evaluation ids (``predictions.npz``) while its
+model is in memory; this step scores them against the labels, with numpy alone.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..data.shards import PreparedDataset
 from ..data.snli_ve import LABELS as SNLI_LABELS
-from ..train.clip_td import VCR_CHOICES, load_clip_td, predict
-from ..train.vl_tasks import load_examples, read_split
+from ..train.vl_tasks import PREDICTIONS, VCR_CHOICES, load_examples, read_split
 from .metrics import group_accuracies, vcr_accuracies, vqa_accuracy, with_ci
 
 
+def read_predictions(model_folder: Path, eval_ids: list[str], split_file: str | Path) -> np.ndarray:
+    """The run's (N, outputs) logits, in the order of ``eval_ids``."""
+    path = model_folder / PREDICTIONS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the run folder was not written by train-clip-td")
+    with np.load(path, allow_pickle=False) as saved:
+        ids, logits = saved["ids"].tolist(), saved["logits"]
+    if ids != eval_ids:
+        raise ValueError(f"{path} holds predictions for other ids than the evaluation ids of {split_file}; "
+                         f"train the run again on this split")
+    return logits
+
+
 def evaluate_clip_td(model_folder: str | Path, prepared: str | Path, split_file: str | Path,
-                     eval_cfg: dict, device: torch.device) -> dict:
-    model, meta = load_clip_td(model_folder, device)
+                     eval_cfg: dict) -> dict:
+    model_folder = Path(model_folder)
+    meta = json.loads((model_folder / "task.json").read_text())
     task = meta["task"]
     split = read_split(split_file)
     examples = load_examples(task, prepared, split["eval"])
-    with PreparedDataset(prepared) as data:
-        logits = predict(model, examples, data, int(eval_cfg["batch_size"]), int(meta["max_words"]))
+    logits = read_predictions(model_folder, split["eval"], split_file)
     boot = eval_cfg["bootstrap"]
     ci = lambda values: with_ci(values, boot["n"], boot["seed"], boot["alpha"])  # noqa: E731
     report: dict = {"task": task, "split": Path(split_file).stem, "examples": len(examples)}
@@ -35,14 +50,14 @@ def evaluate_clip_td(model_folder: str | Path, prepared: str | Path, split_file:
             for t in sorted({e.answer_type for e in examples})}
         report["headline"] = {"vqa_accuracy": report["vqa_accuracy"]["value"]}
     elif task == "snli_ve":
-        pred = logits.argmax(1).numpy()
+        pred = logits.argmax(1)
         label = np.array([e.label for e in examples])
         report["accuracy"] = ci(pred == label)
         report["per_label"] = group_accuracies(pred == label, [SNLI_LABELS[y] for y in label])
         report["headline"] = {"accuracy": report["accuracy"]["value"]}
     else:
-        a_pred = logits[:, :VCR_CHOICES].argmax(1).numpy()
-        r_pred = logits[:, VCR_CHOICES:].argmax(1).numpy()
+        a_pred = logits[:, :VCR_CHOICES].argmax(1)
+        r_pred = logits[:, VCR_CHOICES:].argmax(1)
         a_label = np.array([e.label for e in examples])
         r_label = np.array([e.rationale_label for e in examples])
         report.update({k: v for k, v in vcr_accuracies(a_pred, a_label, r_pred, r_label).items()})

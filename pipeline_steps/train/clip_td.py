@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +47,10 @@ from ..data.shards import PreparedDataset
 from ..data.snli_ve import LABELS as SNLI_LABELS
 from ..models.student import Student, load_student
 from .loop import LoopConfig, Trainer, device_for, digest, finish_model_folder
-from .vl_tasks import Example, answer_vocabulary, load_examples, read_split, vqa_targets
+from ..evaluate.metrics import normalize_vqa_answer, vqa_soft_score
+from .vl_tasks import PREDICTIONS, VCR_CHOICES, Example, answer_vocabulary, load_examples, read_split
 
 log = logging.getLogger(__name__)
-VCR_CHOICES = 4
 
 
 # --- the ingredients ------------------------------------------------------------------------------------
@@ -229,6 +230,17 @@ class ClipTdBatchLoss:
                       "teacher_confidence": confidence.mean().item(), "loss": loss.item()}
 
 
+def vqa_targets(examples: list[Example], vocabulary: list[str]) -> torch.Tensor:
+    """(B, |vocabulary|) soft scores of every answer (answers outside the vocabulary are dropped)."""
+    index = {a: i for i, a in enumerate(vocabulary)}
+    targets = torch.zeros(len(examples), len(vocabulary))
+    for b, e in enumerate(examples):
+        for answer, n in Counter(normalize_vqa_answer(a) for a in e.answers).items():
+            if answer in index:
+                targets[b, index[answer]] = vqa_soft_score(n)
+    return targets
+
+
 def task_loss_of(task: str, logits: torch.Tensor, examples: list[Example], labels: torch.Tensor,
                  rationale_labels: torch.Tensor, vocabulary: list[str]) -> torch.Tensor:
     if task == "vqa":
@@ -242,6 +254,11 @@ def task_loss_of(task: str, logits: torch.Tensor, examples: list[Example], label
 
 
 # --- training and prediction ----------------------------------------------------------------------------------
+
+def train_section(cfg: dict, task: str) -> dict:
+    """clip_td.train with the task's overrides (clip_td.task_train.<task>) applied."""
+    return {**cfg["train"], **cfg.get("task_train", {}).get(task, {})}
+
 
 def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_folder: str | Path,
                   prepared: str | Path, split_file: str | Path, teacher_clip: str | Path | None,
@@ -277,7 +294,7 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
     model = ClipTdModel(student, n_outputs(task, vocabulary), teacher_dim).to(device)
     batch_loss = ClipTdBatchLoss(model, task, method, cfg, vocabulary, teacher_source, device)
     data = PreparedDataset(prepared)
-    loop_cfg = LoopConfig.from_params(cfg["train"], seed)
+    loop_cfg = LoopConfig.from_params(train_section(cfg, task), seed)
 
     def loss_fn(step, indices, generator):
         batch = [examples[i] for i in indices]
@@ -290,6 +307,10 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
     identity = {"task": task, "method": method, "clip_td": cfg, "train_ids": digest(split["train"])}
     last = Trainer(work, loop_cfg, named, len(examples), loss_fn, device, identity=identity).run()
     model.eval()
+    # the run's outputs on its split's evaluation ids, computed while the model is in memory: the
+    # evaluation job then needs no model (and none of torch's start-up)
+    eval_examples = load_examples(task, prepared, split["eval"])
+    logits = predict(model, eval_examples, data, loop_cfg.batch_size, batch_loss.max_words)
     data.close()
 
     def write(folder: Path) -> None:
@@ -299,6 +320,7 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
         (folder / "task.json").write_text(json.dumps(
             {"task": task, "outputs": vocabulary if task == "vqa" else list(SNLI_LABELS) if task == "snli_ve"
              else ["score"], "max_words": batch_loss.max_words}, indent=1))
+        save_predictions(folder / PREDICTIONS, split["eval"], logits.numpy())
 
     summary = {"task": task, "method": method_name, "method_config": method, "seed": seed,
                "split": Path(split_file).name, "train_examples": len(examples), "steps": loop_cfg.steps,
@@ -315,6 +337,11 @@ def load_clip_td(folder: str | Path, device: torch.device) -> tuple[ClipTdModel,
     model = ClipTdModel(student, len(meta["outputs"]), 1)
     model.head.load_state_dict(load_file(folder / "head.safetensors"))
     return model.to(device).eval(), meta
+
+
+def save_predictions(path: Path, ids: list[str], logits: np.ndarray) -> None:
+    """The evaluation ids and the model's (N, outputs) logits, as plain arrays (no pickle)."""
+    np.savez(path, ids=np.array(ids, dtype=str), logits=logits.astype(np.float32))
 
 
 @torch.no_grad()

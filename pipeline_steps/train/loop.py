@@ -34,6 +34,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from ..data.scenes import rng_for
+from ..hardware import autocast_dtype, cpu_has_native_bf16
 from ..io import atomic_dir, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class LoopConfig:
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; bf16 / fp32 on any device
+    # (hardware.autocast_dtype: never decided by the CPU's instruction set, so results do not
+    # depend on which CPU ran them)
     compile: bool = False
 
     @classmethod
@@ -157,7 +160,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         self.live_dir = Path(live_dir) if live_dir else self.out_dir / "dvclive"
         self._stop_signal: int | None = None
-        if cfg.precision == "bf16" and device.type == "cpu" and cpu_has_native_bf16() is False:
+        self.autocast_dtype = autocast_dtype(cfg.precision, device)
+        if self.autocast_dtype is not None and device.type == "cpu" and cpu_has_native_bf16() is False:
             log.warning("precision: bf16 on a CPU without bf16 instructions (avx512_bf16, amx_bf16, Arm bf16): "
                         "emulated bf16 is slower than fp32 here; set precision: fp32")
 
@@ -235,8 +239,8 @@ class Trainer:
         self._stop_signal = signum
 
     def autocast(self):
-        use_bf16 = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.type == "cuda")
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16,
+                              enabled=self.autocast_dtype is not None)
 
     def run(self) -> dict[str, float]:
         if self.dist.main:
@@ -287,15 +291,6 @@ class Trainer:
             live.end()
         self.dist.barrier()
         return last
-
-
-def cpu_has_native_bf16() -> bool | None:
-    """Whether the CPU has bf16 instructions (None where /proc/cpuinfo does not tell)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16", "bf16"))  # bf16: Arm
 
 
 def training_curves(live_dir: Path, resume: bool):

@@ -22,13 +22,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from ..data.shards import PreparedDataset
 from ..data.snli_ve import LABELS as SNLI_LABELS
-from ..evaluate.metrics import normalize_vqa_answer, vqa_soft_score
+from ..evaluate.metrics import normalize_vqa_answer
 
 TASK_NAMES = ("vqa", "snli_ve", "vcr")
+VCR_CHOICES = 4  # answers, and rationales, per VCR question
+# a trained run's outputs on its split's evaluation ids (ids and logits), in the run's folder
+PREDICTIONS = "predictions.npz"
 
 
 @dataclass
@@ -109,17 +110,6 @@ def answer_vocabulary(examples: list[Example], min_count: int) -> list[str]:
     """Normalised human answers given at least ``min_count`` times in ``examples``, most frequent first."""
     counts = Counter(normalize_vqa_answer(a) for e in examples for a in e.answers)
     return [a for a, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_count]
-
-
-def vqa_targets(examples: list[Example], vocabulary: list[str]) -> torch.Tensor:
-    """(B, |vocabulary|) soft scores of every answer (answers outside the vocabulary are dropped)."""
-    index = {a: i for i, a in enumerate(vocabulary)}
-    targets = torch.zeros(len(examples), len(vocabulary))
-    for b, e in enumerate(examples):
-        for answer, n in Counter(normalize_vqa_answer(a) for a in e.answers).items():
-            if answer in index:
-                targets[b, index[answer]] = vqa_soft_score(n)
-    return targets
 
 
 def majority_answer(e: Example) -> str:

@@ -15,7 +15,7 @@ rule train_clip_td:
         split=clip_td_split_file,
         teacher=teacher_args,
         work=f"{WORK}/clip_td/{CTD_RUN}",
-        cfg=lambda w: json.dumps(clip_td_run_config(w.method), sort_keys=True),
+        cfg=lambda w: json.dumps(clip_td_run_config(w.task, w.method), sort_keys=True),
     threads: 1
     conda:
         ENV

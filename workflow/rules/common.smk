@@ -99,12 +99,13 @@ CLIP_TD_RUNS = [
 ]
 
 
-def clip_td_run_config(method):
+def clip_td_run_config(task, method):
     """The clip_td params one run reads (Snakemake reruns it when they change): not the grid keys,
-    and for a method without distillation only the teacher's word limit (it also cuts the student's
-    text)."""
-    grid = ("tasks", "settings", "lowshot_fractions", "seeds", "methods", "gpus")
+    only its own task's training overrides, and for a method without distillation only the
+    teacher's word limit (it also cuts the student's text)."""
+    grid = ("tasks", "settings", "lowshot_fractions", "seeds", "methods", "gpus", "task_train")
     run = {k: v for k, v in CTD.items() if k not in grid} | {"method": CTD["methods"][method]}
+    run["task_train"] = CTD.get("task_train", {}).get(task, {})
     if float(CTD["methods"][method]["weight"]) == 0:
         del run["distill"], run["weighting"]
         run["teacher"] = {"max_words": CTD["teacher"]["max_words"]}

@@ -1,6 +1,6 @@
 # Evaluation: every trained SDS-CLIP run and each untouched base CLIP (run name base-<backbone>) on
 # Winoground, ARO, SugarCrepe and zero-shot; the diffusion teacher's own Winoground score; and every
-# CLIP-TD run on the evaluation ids of its split.
+# CLIP-TD run on the evaluation ids of its split (from the predictions its training job wrote).
 
 
 rule evaluate_clip:
@@ -79,12 +79,11 @@ rule evaluate_clip_td:
         mem_mb=4000,
         runtime=60,
         cpus_per_task=1,
-        gpu=CTD_JOB_GPUS,
         **SLURM_SITE,
     shell:
+        # scores the predictions the training job wrote: numpy only, no model, no GPU
         "{params.step} evaluate-clip-td --params {params.params_file} --model {input.model}"
-        " --prepared {input.data} --split {params.split} --out {output} --threads {threads}"
-        " > {log} 2>&1"
+        " --prepared {input.data} --split {params.split} --out {output} > {log} 2>&1"
 
 
 rule evaluate_all:
