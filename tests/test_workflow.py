@@ -112,6 +112,9 @@ def test_changing_a_param_reruns_only_the_jobs_that_read_it(local_run, tmp_path)
     distilling = 2 * sum(ctd_runs.values()) // 3
     assert dry_run("clip_td: {distill: {loss: mse}}\n") == {
         "train_clip_td": distilling, "evaluate_clip_td": distilling, "aggregate": 1, "all": 1}
+    # a task's own training override: that task's runs only
+    assert dry_run("clip_td: {task_train: {vcr: {steps: 5}}}\n") == {
+        "train_clip_td": ctd_runs["vcr"], "evaluate_clip_td": ctd_runs["vcr"], "aggregate": 1, "all": 1}
     # more split seeds rewrite every task's split files, so the CLIP-TD runs reading them follow
     n = sum(ctd_runs.values())
     assert dry_run("splits: {lowshot: {seeds: [0, 1, 2]}}\n") == {
@@ -194,3 +197,16 @@ def test_paper_mode_reads_placed_raw_data_and_downloads_the_rest(local_run, tmp_
     proc = run(SNAKEMAKE + ["data/prepared/vqa", "-n", "--configfile", str(override)], cwd=project)
     assert job_counts(proc.stdout) == {"acquire": 2, "prepare": 1}  # VQA's files and COCO's images
     assert "data/raw/vqa" in proc.stdout and "data/raw/coco" in proc.stdout
+
+
+def test_the_synthetic_full_preset_trains_longer_on_the_same_grid(tmp_path):
+    project = copy_project(tmp_path / "full", smoke=False)
+    default = job_counts(run(SNAKEMAKE + ["-n"], cwd=project).stdout)
+    full = job_counts(run(SNAKEMAKE + ["-n", "--configfile", "presets/synthetic-full.yaml"], cwd=project).stdout)
+    assert full == default
+    from pipeline_steps.config import load
+    from pipeline_steps.train.clip_td import train_section
+
+    params = load(project / "params.yaml", project / "presets/synthetic-full.yaml")
+    assert all(train_section(params["clip_td"], t)["steps"] == 200 for t in ("vqa", "snli_ve", "vcr"))
+    assert params["pretrain"]["clip"]["steps"] == 500
