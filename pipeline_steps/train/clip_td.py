@@ -45,9 +45,9 @@ from ..clip_teacher import ClipFeatureCache, ClipTeacher, TeacherBatch, vqa_cand
 from ..data.scenes import rng_for
 from ..data.shards import PreparedDataset
 from ..data.snli_ve import LABELS as SNLI_LABELS
+from ..evaluate.metrics import normalize_vqa_answer, vqa_soft_score
 from ..models.student import Student, load_student
 from .loop import LoopConfig, Trainer, device_for, digest, finish_model_folder
-from ..evaluate.metrics import normalize_vqa_answer, vqa_soft_score
 from .vl_tasks import PREDICTIONS, VCR_CHOICES, Example, answer_vocabulary, load_examples, read_split
 
 log = logging.getLogger(__name__)
