@@ -36,9 +36,9 @@ from pathlib import Path
 
 import torch
 
+from pipeline_steps.hardware import AVX2_ONLY_ENV as AVX2_ONLY
 from pipeline_steps.hardware import machine_info
 
-AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 STARTUP = "import torch, open_clip, diffusers, transformers.models.vilt.modeling_vilt"
 
 

@@ -16,6 +16,9 @@ import torch
 
 PRECISIONS = ("auto", "bf16", "fp32")
 # CPU flags that decide how fast fp32 and bf16 run (x86 names from /proc/cpuinfo; bf16: Arm)
+# environment that holds torch's own kernels, MKL and oneDNN to AVX2 code paths, as on a CPU
+# without AVX-512 (for benchmarks and tests that compare the two on one machine)
+AVX2_ONLY_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "bf16")
 
 

@@ -26,6 +26,7 @@ from pipeline_steps.data.shards import PreparedDataset
 from pipeline_steps.evaluate.metrics import (accuracy, normalize_vqa_answer, vcr_accuracies, vqa_accuracy,
                                              vqa_soft_score)
 from pipeline_steps.evaluate.vl_tasks import evaluate_clip_td
+from pipeline_steps.hardware import AVX2_ONLY_ENV as AVX2_ONLY
 from pipeline_steps.models.clip import load_clip, model_config, save_clip
 from pipeline_steps.models.student import build_tiny_student, load_student, train_vocabulary
 from pipeline_steps.train.clip_td import (ClipTdBatchLoss, ClipTdModel, instance_weights, load_clip_td, predict,
@@ -442,9 +443,6 @@ def test_two_gpu_job_runs_one_process_per_device_and_matches_one_process(world, 
     assert moved > 1e-3 and gap < moved / 100, (moved, gap)
     assert sorted(p.name for p in outs[2].iterdir()) == sorted(p.name for p in outs[1].iterdir())
     assert not list(tmp_path.glob("run-2.*"))  # no second writer's leftovers
-
-
-AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def test_default_params_give_the_same_run_on_avx2_only_kernels(world, tmp_path):
