@@ -36,8 +36,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline_steps.hardware import AVX2_ONLY_ENV as AVX2_ONLY
-from pipeline_steps.hardware import machine_info
+from pipeline_steps.hardware import AVX2_ONLY_ENV, machine_info
 
 STARTUP = "import torch, open_clip, diffusers, transformers.models.vilt.modeling_vilt"
 
@@ -114,10 +113,10 @@ def main() -> None:
               "kernels": kernels(args.repeats), "startup_s": startup_seconds(), "startup_imports": STARTUP}
     if args.with_avx2_kernels:
         child = subprocess.run([sys.executable, __file__, "--kernels-only", "--threads", str(args.threads),
-                                "--repeats", str(args.repeats)], env={**os.environ, **AVX2_ONLY},
+                                "--repeats", str(args.repeats)], env={**os.environ, **AVX2_ONLY_ENV},
                                capture_output=True, text=True, check=True)
         restricted = json.loads(child.stdout)
-        report["avx2_kernels"] = {"env": AVX2_ONLY, **restricted}
+        report["avx2_kernels"] = {"env": AVX2_ONLY_ENV, **restricted}
         report["avx2_kernels_slowdown"] = {
             name: restricted[name]["median_s"] / report["kernels"][name]["median_s"] for name in report["kernels"]}
     text = json.dumps(report, indent=2)

@@ -2,7 +2,7 @@
 
 Precision is decided from the device alone, never from the CPU's instruction set: ``auto`` is bf16
 autocast on CUDA and fp32 on CPU, so the same params give the same numbers on CPUs with and
-without native bf16 (AVX512-BF16 / AMX on some x86 machines, emulated and 5-20x slower on AVX2
+without native bf16 (AVX512-BF16 / AMX on some x86 machines, emulated and 5-100x slower on AVX2
 ones). bf16 on a CPU is only used when a params file asks for it.
 """
 
@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 PRECISIONS = ("auto", "bf16", "fp32")
-# CPU flags that decide how fast fp32 and bf16 run (x86 names from /proc/cpuinfo; bf16: Arm)
 # environment that holds torch's own kernels, MKL and oneDNN to AVX2 code paths, as on a CPU
 # without AVX-512 (for benchmarks and tests that compare the two on one machine)
 AVX2_ONLY_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+# CPU flags that decide how fast fp32 and bf16 run (x86 names from /proc/cpuinfo; bf16: Arm)
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "bf16")
 
 
@@ -45,8 +45,9 @@ def _cpuinfo() -> dict[str, str]:
     return fields
 
 
-def cpu_flags() -> set[str]:
-    info = _cpuinfo()
+def cpu_flags(info: dict[str, str] | None = None) -> set[str]:
+    """The CPU's feature flags, from ``_cpuinfo()`` fields (read here when not given)."""
+    info = _cpuinfo() if info is None else info
     return set((info.get("flags") or info.get("Features") or "").split())
 
 
@@ -61,7 +62,7 @@ def cpu_has_native_bf16() -> bool | None:
 def machine_info(device: torch.device | str = "cpu") -> dict:
     """The facts a timing depends on, recorded beside every benchmark figure."""
     info = _cpuinfo()
-    flags = cpu_flags()
+    flags = cpu_flags(info)
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

@@ -26,7 +26,7 @@ from pipeline_steps.data.shards import PreparedDataset
 from pipeline_steps.evaluate.metrics import (accuracy, normalize_vqa_answer, vcr_accuracies, vqa_accuracy,
                                              vqa_soft_score)
 from pipeline_steps.evaluate.vl_tasks import evaluate_clip_td
-from pipeline_steps.hardware import AVX2_ONLY_ENV as AVX2_ONLY
+from pipeline_steps.hardware import AVX2_ONLY_ENV
 from pipeline_steps.models.clip import load_clip, model_config, save_clip
 from pipeline_steps.models.student import build_tiny_student, load_student, train_vocabulary
 from pipeline_steps.train.clip_td import (ClipTdBatchLoss, ClipTdModel, instance_weights, load_clip_td, predict,
@@ -455,9 +455,9 @@ def test_default_params_give_the_same_run_on_avx2_only_kernels(world, tmp_path):
     ids = [e.id for e in load_examples("snli_ve", root / "snli_ve")]
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"train": ids[:16], "eval": ids[16:32]}))
-    env = {k: v for k, v in os.environ.items() if k not in AVX2_ONLY}
+    env = {k: v for k, v in os.environ.items() if k not in AVX2_ONLY_ENV}
     logits = {}
-    for name, isa in (("native", {}), ("avx2", AVX2_ONLY)):
+    for name, isa in (("native", {}), ("avx2", AVX2_ONLY_ENV)):
         out = tmp_path / name
         proc = subprocess.run(
             [sys.executable, "-m", "pipeline_steps", "train-clip-td", "--params", str(params_file), "--task",

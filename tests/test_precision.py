@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from conftest import REPO
-from pipeline_steps.config import deep_merge
+from pipeline_steps import config
 from pipeline_steps.hardware import autocast_dtype, machine_info
 from pipeline_steps.train.loop import LoopConfig, Trainer
 
@@ -29,11 +29,9 @@ def every_trainer(params: dict) -> dict[str, dict]:
     return dict(loop_sections(schema, params))
 
 
-@pytest.mark.parametrize("preset", [None, "presets/paper.yaml"])
+@pytest.mark.parametrize("preset", [None, "presets/paper.yaml", "presets/synthetic-full.yaml"])
 def test_every_trainer_runs_fp32_on_cpu_under_the_default_params(preset, tmp_path):
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    if preset:
-        params = deep_merge(params, yaml.safe_load((REPO / preset).read_text()))
+    params = config.load(REPO / "params.yaml", *([REPO / preset] if preset else []))
     trainers = every_trainer(params)
     # pretraining (CLIP, diffusion teacher, student), SDS-CLIP and CLIP-TD
     assert set(trainers) == {"pretrain.clip", "pretrain.diffusion", "pretrain.student", "sds_clip.train",
@@ -44,7 +42,7 @@ def test_every_trainer_runs_fp32_on_cpu_under_the_default_params(preset, tmp_pat
                           torch.device("cpu"))
         with trainer.autocast():  # what the loop runs every loss under
             assert not torch.is_autocast_enabled("cpu"), f"{key}.precision runs bf16 on CPU"
-        assert (weight * 2).dtype == torch.float32
+            assert (weight @ weight).dtype == torch.float32  # a matmul, which bf16 autocast would cast
 
 
 def test_auto_is_fp32_on_cpu_and_bf16_on_cuda_and_explicit_choices_hold_on_both():
@@ -59,8 +57,6 @@ def test_auto_is_fp32_on_cpu_and_bf16_on_cuda_and_explicit_choices_hold_on_both(
 
 
 def test_a_bad_precision_in_params_names_the_key(tmp_path):
-    from pipeline_steps import config
-
     bad = tmp_path / "bad.yaml"
     bad.write_text("clip_td: {train: {precision: half}}\n")
     with pytest.raises(config.ParamsError, match=r"clip_td\.train\.precision"):
