@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from . import config
-from .errors import StepError
+from .errors import InputError, ParamsError, PipelineError
 
 log = logging.getLogger("pipeline_steps")
 
@@ -102,7 +102,7 @@ def _pretrain_student(params: dict, args: argparse.Namespace) -> None:
     _threads(args)
     prepared = {path.name: path for path in args.prepared}
     if "coco" not in prepared:
-        raise ValueError("pretrain-student needs the prepared coco captions among --prepared")
+        raise InputError("pretrain-student needs the prepared coco captions among --prepared")
     pretrain_student(params["models"]["student"]["tiny"], params["pretrain"]["student"], prepared,
                      args.out, args.work, params["pretrain"]["seed"])
 
@@ -304,14 +304,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         params = config.load(*args.params)
-    except config.ParamsError as e:
+    except ParamsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     start = time.perf_counter()
     try:
         STEPS[args.step][0](params, args)
-    except (StepError, ValueError, FileNotFoundError, KeyError, FloatingPointError) as e:
-        # data and configuration problems: one clear line, no traceback
+    except PipelineError as e:
+        # inputs, params or environment the user fixes: one clear line. Anything else is a bug and
+        # keeps its traceback.
         print(f"error: {args.step}: {e}", file=sys.stderr)
         return 1
     log.info("%s finished in %.1f s", args.step, time.perf_counter() - start)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import InputError, MissingInput
 from .data.shards import PreparedDataset
 from .io import atomic_dir, dumps_json
 from .models.student import words_of
@@ -80,10 +81,10 @@ class ClipTeacher:
         self.model.eval().requires_grad_(False)
         text_tower = all(hasattr(self.model, a) for a in ("token_embedding", "ln_final", "text_projection"))
         if not text_tower or getattr(self.model.visual, "proj", None) is None:
-            raise ValueError(f"{clip_folder}: the CLIP-TD teacher must be an open_clip ViT CLIP with a "
+            raise InputError(f"{clip_folder}: the CLIP-TD teacher must be an open_clip ViT CLIP with a "
                              f"projected image tower and a built-in text tower")
         if not all(hasattr(self.tokenizer, a) for a in ("sot_token_id", "eot_token_id", "encode")):
-            raise ValueError(f"{clip_folder}: the teacher's tokenizer must be CLIP's BPE tokenizer")
+            raise InputError(f"{clip_folder}: the teacher's tokenizer must be CLIP's BPE tokenizer")
         self.context = int(self.model.positional_embedding.shape[0])
         self.logit_scale = float(self.model.logit_scale.exp().clamp(max=100))
 
@@ -253,7 +254,7 @@ class ClipFeatureCache:
     def __init__(self, folder: str | Path):
         folder = Path(folder)
         if not (folder / "summary.json").is_file():
-            raise FileNotFoundError(f"{folder} is not a CLIP-TD teacher cache; run the features stage")
+            raise MissingInput(f"{folder} is not a CLIP-TD teacher cache; run the features stage")
         self.summary = json.loads((folder / "summary.json").read_text())
         self.arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
         self.row = {i: n for n, i in enumerate(json.loads((folder / "ids.json").read_text()))}

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import yaml
 
+from .errors import SiteError
+
 SITE_FILE = "profiles/slurm/site.yaml"
 SITE_KEYS = {"account": ("SBATCH_ACCOUNT", "slurm_account"),
              "partition": ("SBATCH_PARTITION", "slurm_partition")}
-
-
-class SiteError(ValueError):
-    pass
 
 
 def slurm_site(environ: Mapping[str, str], site_file: str | Path = SITE_FILE) -> dict[str, str]:

@@ -15,11 +15,9 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .errors import ParamsError
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
-
-
-class ParamsError(ValueError):
-    """params.yaml (or an override) has a wrong key or value."""
 
 
 @lru_cache(maxsize=1)

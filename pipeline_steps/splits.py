@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import InputError, ParamsError
 from .data.registry import TASKS
 from .data.scenes import rng_for
 from .data.shards import PreparedDataset
@@ -137,7 +138,7 @@ def build(dataset: str, prepared: str | Path, out: str | Path, splits_cfg: dict)
     eval_recs = [r for r in records if r["split"] == task["eval"]]
     labelled = [r for r in records if r.get(label) is not None]
     if not train_recs or not eval_recs:
-        raise ValueError(f"{prepared}: needs records in splits '{task['train']}' and '{task['eval']}'")
+        raise InputError(f"{prepared}: needs records in splits '{task['train']}' and '{task['eval']}'")
     train_ids = [r["id"] for r in train_recs]
     eval_ids = [r["id"] for r in eval_recs]
 
@@ -164,9 +165,9 @@ def build(dataset: str, prepared: str | Path, out: str | Path, splits_cfg: dict)
             tr = sorted(i for i in train_ids if domain_of[i] == "plain")
             ev = sorted(i for i in eval_ids if domain_of[i] == "textured")
         else:
-            raise ValueError(f"unknown shift kind {kind!r} for {dataset}")
+            raise ParamsError(f"unknown shift kind {kind!r} for {dataset}")
         if not tr or not ev:
-            raise ValueError(f"{dataset}: shift-{kind} leaves an empty side "
+            raise InputError(f"{dataset}: shift-{kind} leaves an empty side "
                              f"(train {len(tr)}, eval {len(ev)}); the data has too few records")
         splits[f"shift-{kind}"] = {"setting": f"shift-{kind}", "train": tr, "eval": ev}
 
@@ -196,7 +197,7 @@ def load_split(path: str | Path, known_ids: set[str] | None = None) -> dict:
         unknown = sorted({i for part in ("train", "eval") for i in doc[part]} - known_ids)
         if unknown:
             shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-            raise ValueError(f"{path}: {len(unknown)} ids are not in the dataset: {shown}")
+            raise InputError(f"{path}: {len(unknown)} ids are not in the dataset: {shown}")
     return doc
 
 

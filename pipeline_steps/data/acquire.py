@@ -27,19 +27,15 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import StepError
+from ..errors import DownloadError, SourceUnavailable, StepError
 from ..io import atomic_dir, atomic_write_json
 from . import cifar
-from .download import DownloadError, Expected, Retry, download, verify
+from .download import Expected, Retry, download, verify
 from .extract import extract
 from .registry import GDRIVE, MANUAL, REMOTE, TOKEN, RemoteFile
 
 log = logging.getLogger(__name__)
 TOKEN_ENV = "HF_TOKEN"
-
-
-class SourceUnavailable(StepError):
-    """A gated or manual source the user must act on (the message says what to do)."""
 
 
 # --- pins: what each file must be ------------------------------------------------------------------------

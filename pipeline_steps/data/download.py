@@ -26,22 +26,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import StepError
+from ..errors import AccessDenied, ChecksumMismatch, DownloadError
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
-
-
-class DownloadError(StepError):
-    """A download that cannot succeed as configured (the message says why and what to do)."""
-
-
-class AccessDenied(DownloadError):
-    """The server refused the request (401/403): retrying will not help."""
-
-
-class ChecksumMismatch(DownloadError):
-    pass
 
 
 @dataclass(frozen=True)

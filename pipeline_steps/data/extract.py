@@ -17,9 +17,7 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-
-class UnsafeArchive(ValueError):
-    pass
+from ..errors import UnsafeArchive
 
 
 def _member_target(archive: Path, name: str, dest: Path) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import MissingInput
 from ..io import atomic_write_json
 from . import cifar, imagefolder
 from .download import file_hashes
@@ -45,7 +46,7 @@ def _files(root: Path, rel_paths: tuple[str, ...]) -> list[tuple[Path, str]]:
     for rel in rel_paths:
         path = root / rel
         if not path.exists():
-            raise FileNotFoundError(f"{path}: not in the synthetic raw source")
+            raise MissingInput(f"{path}: not in the synthetic raw source")
         found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         out += [(p, p.relative_to(root).as_posix()) for p in found]
     return out

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ..errors import InputError, MissingInput
 from ..io import atomic_dir, dumps_json, write_jsonl
 from . import aro, coco, imagefolder, snli_ve, sugarcrepe, vcr, vqa, winoground
 from .registry import PREPARED_FROM
@@ -142,7 +143,7 @@ def prepare(dataset: str, raw_root: str | Path, out: str | Path, cfg: dict) -> d
     raw_root = Path(raw_root)
     for source in PREPARED_FROM[dataset]:
         if not (raw_root / source).is_dir():
-            raise FileNotFoundError(f"raw source {raw_root / source} is missing: run the data stage "
+            raise MissingInput(f"raw source {raw_root / source} is missing: run the data stage "
                                     f"(synthesize or download) for '{source}' first")
     with atomic_dir(out) as tmp:
         writer = ShardWriter(tmp, float(cfg["shard_size_mb"]), float(cfg["texture_threshold"]))
@@ -150,7 +151,7 @@ def prepare(dataset: str, raw_root: str | Path, out: str | Path, cfg: dict) -> d
         skipped: dict[str, str] = {}  # record id -> the image that could not be decoded
         for record, images in ITEMS[dataset](raw_root):
             if record["id"] in ids:
-                raise ValueError(f"{dataset}: duplicate record id {record['id']!r}")
+                raise InputError(f"{dataset}: duplicate record id {record['id']!r}")
             ids.add(record["id"])
             bad = None
             for key, path in images:
@@ -158,7 +159,7 @@ def prepare(dataset: str, raw_root: str | Path, out: str | Path, cfg: dict) -> d
                     writer.add(key, path.read_bytes())
                 except ValueError as e:
                     if not cfg.get("skip_bad_images", False):
-                        raise ValueError(f"{dataset}: record {record['id']!r}: {e} ({path}); set "
+                        raise InputError(f"{dataset}: record {record['id']!r}: {e} ({path}); set "
                                          f"prepare.skip_bad_images to leave such records out") from None
                     bad = str(path)
                     log.warning("%s: record %r left out: %s (%s)", dataset, record["id"], e, path)

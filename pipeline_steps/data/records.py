@@ -12,13 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-
-class FormatError(ValueError):
-    """A native data file does not have the expected format."""
-
-    def __init__(self, path: str | Path, where: str, message: str):
-        self.path, self.where = str(path), where
-        super().__init__(f"{path}: {where}: {message}" if where else f"{path}: {message}")
+from ..errors import FormatError
 
 
 def read_json(path: str | Path) -> Any:

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..errors import InputError, MissingInput
+
 INDEX = "images.parquet"
 RECORDS = "records.jsonl"
 
@@ -61,7 +63,7 @@ class ShardWriter:
             image = Image.open(io.BytesIO(data))
             image.load()
         except Exception as e:  # noqa: BLE001 - PIL raises many types for a bad file
-            raise ValueError(f"image {key!r} cannot be decoded: {e}") from None
+            raise InputError(f"image {key!r} cannot be decoded: {e}") from None
         self.seen.add(key)
         if self.tar is None or (self.tar.offset + len(data) > self.limit and self.tar.offset > 0):
             self._open_next()
@@ -91,7 +93,7 @@ class PreparedDataset:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         if not (self.root / INDEX).is_file() or not (self.root / RECORDS).is_file():
-            raise FileNotFoundError(f"{self.root} is not a prepared dataset "
+            raise MissingInput(f"{self.root} is not a prepared dataset "
                                     f"(expected {INDEX} and {RECORDS}); run the prepare step")
         self.index = pd.read_parquet(self.root / INDEX).set_index("key")
         # key -> (shard, offset, size) as plain Python: a pandas lookup per image costs more than the read
@@ -119,7 +121,7 @@ class PreparedDataset:
             return Image.open(io.BytesIO(self.image_bytes(key))).convert("RGB")
         except Exception as e:  # noqa: BLE001 - PIL raises many types for a damaged file
             shard, offset, _ = self._where[key]
-            raise ValueError(f"{self.root}: image {key!r} ({shard} at byte {offset}) cannot be decoded: {e}; "
+            raise InputError(f"{self.root}: image {key!r} ({shard} at byte {offset}) cannot be decoded: {e}; "
                              f"the prepared dataset is damaged: delete it and run prepare again") from None
 
     def domain(self, key: str) -> str:

@@ -31,6 +31,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ..errors import ParamsError
 from ..io import atomic_dir, dumps_json, write_jsonl
 from . import grammar
 from .scenes import (COLORS, SHAPES, Scene, encode, make_scene, object_box, render, rng_for,
@@ -250,7 +251,7 @@ def write_snli_ve(w: _Writer) -> None:
     n_images = int(w.cfg["flickr30k"]["images"])
     n_dev, n_test = int(w.cfg["snli_ve"]["dev_images"]), int(w.cfg["snli_ve"]["test_images"])
     if n_dev + n_test >= n_images:
-        raise ValueError("synthetic.snli_ve: dev_images + test_images must be below "
+        raise ParamsError("synthetic.snli_ve: dev_images + test_images must be below "
                          "synthetic.flickr30k.images")
     # SNLI-VE splits are disjoint by image: test first, then dev, the rest train.
     splits = {"test": range(0, n_test), "dev": range(n_test, n_test + n_dev),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import MissingInput
 from ..data.scenes import rng_for
 from ..data.shards import PreparedDataset
 from ..models.clip import load_clip
@@ -165,7 +166,7 @@ def evaluate_clip(clip_folder: str | Path, prepared: list[str | Path], cfg: dict
               "sugarcrepe", *cfg["zeroshot"]["datasets"]]
     missing = [n for n in needed if n not in by_name]
     if missing:
-        raise FileNotFoundError(f"prepared datasets missing for evaluation: {', '.join(missing)}")
+        raise MissingInput(f"prepared datasets missing for evaluation: {', '.join(missing)}")
     emb = ClipEmbedder(clip_folder, device, cfg["batch_size"])
     boot = cfg["bootstrap"]
     with PreparedDataset(by_name["winoground"]) as d:

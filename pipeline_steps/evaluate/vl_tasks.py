@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError, MissingInput
 from ..data.snli_ve import LABELS as SNLI_LABELS
 from ..train.vl_tasks import PREDICTIONS, VCR_CHOICES, load_examples, read_split
 from .metrics import group_accuracies, vcr_accuracies, vqa_accuracy, with_ci
@@ -21,11 +22,11 @@ def read_predictions(model_folder: Path, eval_ids: list[str], split_file: str | 
     """The run's (N, outputs) logits, in the order of ``eval_ids``."""
     path = model_folder / PREDICTIONS
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the run folder was not written by train-clip-td")
+        raise MissingInput(f"{path} is missing: the run folder was not written by train-clip-td")
     with np.load(path, allow_pickle=False) as saved:
         ids, logits = saved["ids"].tolist(), saved["logits"]
     if ids != eval_ids:
-        raise ValueError(f"{path} holds predictions for other ids than the evaluation ids of {split_file}; "
+        raise InputError(f"{path} holds predictions for other ids than the evaluation ids of {split_file}; "
                          f"train the run again on this split")
     return logits
 

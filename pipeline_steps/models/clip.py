@@ -19,6 +19,8 @@ import open_clip
 import torch
 from safetensors.torch import save_file
 
+from ..errors import ParamsError
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 QUICK_GELU_TAGS = ("openai", "laion400m_e31", "laion400m_e32", "yfcc15m", "cc12m", "metaclip_400m",
                    "metaclip_fullcc")
@@ -51,7 +53,7 @@ def model_config(architecture: str) -> dict:
     register_tiny_configs()
     cfg = open_clip.get_model_config(architecture)
     if cfg is None:
-        raise ValueError(f"unknown open_clip architecture {architecture!r}")
+        raise ParamsError(f"unknown open_clip architecture {architecture!r}")
     return cfg
 
 

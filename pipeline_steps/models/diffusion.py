@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from ..errors import MissingInput
+
 
 @dataclass
 class DiffusionTeacher:
@@ -127,7 +129,7 @@ def load_teacher(folder: str | Path, device: str = "cpu") -> DiffusionTeacher:
     folder = Path(folder)
     missing = [s for s in ("unet", "text_encoder", "tokenizer", "scheduler") if not (folder / s).is_dir()]
     if missing:
-        raise FileNotFoundError(f"{folder} is not a diffusion teacher folder: missing {', '.join(missing)}/")
+        raise MissingInput(f"{folder} is not a diffusion teacher folder: missing {', '.join(missing)}/")
     kw = {"local_files_only": True}
     unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **kw)
     # SD ships a PNDM config; a DDPM scheduler built from it has the same noise schedule

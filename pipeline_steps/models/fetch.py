@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..errors import StepError
+from ..errors import FetchError
 from ..io import atomic_dir
 from .clip import load_clip, model_config, save_clip
 
@@ -24,10 +24,6 @@ SD_FILES = ["model_index.json", "scheduler/*", "text_encoder/*.json", "text_enco
 
 STUDENT_FILES = ["config.json", "*.safetensors", "pytorch_model.bin", "vocab.txt", "tokenizer*.json",
                  "special_tokens_map.json", "preprocessor_config.json"]
-
-
-class FetchError(StepError):
-    """Published weights could not be fetched; the message says how to place them by hand."""
 
 
 def _scrub(message: str) -> str:

@@ -25,6 +25,8 @@ import torch
 from PIL import Image
 from transformers import BertTokenizer, ViltConfig, ViltModel
 
+from ..errors import MissingInput
+
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # ViLT's image normalisation (mean = std = 0.5 per channel)
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.5
@@ -201,7 +203,7 @@ def load_student(folder: str | Path, device: str | torch.device = "cpu") -> Stud
     """A student folder (``save`` of the tiny one, or a published ViLT checkpoint) offline."""
     folder = Path(folder)
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder} is not a student folder (no config.json); run the "
+        raise MissingInput(f"{folder} is not a student folder (no config.json); run the "
                                 f"pretrained stage or place a ViLT checkpoint there")
     vilt = ViltModel.from_pretrained(folder, local_files_only=True)
     tokenizer = BertTokenizer.from_pretrained(folder, local_files_only=True)

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from ..errors import InputError, ParamsError
 from ..clip_teacher import ClipFeatureCache, ClipTeacher, TeacherBatch, vqa_candidates
 from ..data.scenes import rng_for
 from ..data.shards import PreparedDataset
@@ -265,14 +266,14 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
                   teacher_cache: str | Path | None, out: str | Path, work: str | Path) -> dict:
     """One run of the grid; writes the fine-tuned student + head to ``out``."""
     if method_name not in cfg["methods"]:
-        raise ValueError(f"clip_td.methods has no method {method_name!r}")
+        raise ParamsError(f"clip_td.methods has no method {method_name!r}")
     method = cfg["methods"][method_name]
     device = device_for()
     split = read_split(split_file)
     examples = load_examples(task, prepared, split["train"])
     vocabulary = answer_vocabulary(examples, int(cfg["vqa"]["min_answer_count"])) if task == "vqa" else []
     if task == "vqa" and not vocabulary:
-        raise ValueError(f"{split_file}: no answer is given {cfg['vqa']['min_answer_count']} times "
+        raise InputError(f"{split_file}: no answer is given {cfg['vqa']['min_answer_count']} times "
                          f"(clip_td.vqa.min_answer_count)")
     torch.manual_seed(seed)
     student = load_student(student_folder, device)
@@ -287,7 +288,7 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
             teacher_dim = int(clip.model.visual.output_dim)
         else:
             if crop_scale < 1:
-                raise ValueError("clip_td.augment.crop_scale < 1 changes the images the teacher sees: "
+                raise ParamsError("clip_td.augment.crop_scale < 1 changes the images the teacher sees: "
                                  "it needs clip_td.teacher.mode: online")
             teacher_source = ClipFeatureCache(teacher_cache)
             teacher_dim = int(teacher_source.summary["dim"])

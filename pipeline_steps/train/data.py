@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torchvision.transforms.functional import pil_to_tensor
 
+from ..errors import InputError
 from ..data.shards import PreparedDataset
 
 
@@ -17,7 +18,7 @@ class CaptionedImages:
         self.data = PreparedDataset(prepared)
         self.records = list(self.data.records(split))
         if not self.records:
-            raise ValueError(f"{prepared} has no '{split}' records")
+            raise InputError(f"{prepared} has no '{split}' records")
         self.ids = [r["id"] for r in self.records]
 
     def __len__(self) -> int:

@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
+from ..errors import InputError, TrainingDiverged
 from ..data.scenes import rng_for
 from ..hardware import autocast_dtype, cpu_has_native_bf16
 from ..io import atomic_dir, atomic_write_json
@@ -220,10 +221,10 @@ class Trainer:
                 continue
             missing = set(self.named_params) - set(tensors)
             if missing:
-                raise ValueError(f"checkpoint {ckpt} lacks parameters: {sorted(missing)[:5]}")
+                raise InputError(f"checkpoint {ckpt} lacks parameters: {sorted(missing)[:5]}")
             wrong = [k for k, p in self.named_params.items() if tensors[k].shape != p.shape]
             if wrong:
-                raise ValueError(f"checkpoint {ckpt} has other shapes for {wrong[:5]}: delete "
+                raise InputError(f"checkpoint {ckpt} has other shapes for {wrong[:5]}: delete "
                                  f"{self.checkpoint_root} to start afresh")
             with torch.no_grad():
                 for k, p in self.named_params.items():
@@ -264,7 +265,7 @@ class Trainer:
                 with self.autocast():
                     loss, metrics = self.loss_fn(step, chunk, generator)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
+                    raise TrainingDiverged(
                         f"non-finite loss {loss.item()} at step {step} ({metrics}); the last good "
                         f"checkpoint is kept in {self.checkpoint_root}")
                 (loss / len(chunks)).backward()

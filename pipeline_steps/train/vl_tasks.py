@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InputError
 from ..data.shards import PreparedDataset
 from ..data.snli_ve import LABELS as SNLI_LABELS
 from ..evaluate.metrics import normalize_vqa_answer
@@ -91,7 +92,7 @@ def load_examples(task: str, prepared: str | Path, ids: list[str] | None = None)
         return [example_of(task, r) for r in records.values()]
     unknown = [i for i in ids if i not in records]
     if unknown:
-        raise ValueError(f"{len(unknown)} ids of the split are not labelled records of {prepared}: "
+        raise InputError(f"{len(unknown)} ids of the split are not labelled records of {prepared}: "
                          f"{unknown[:5]}")
     return [example_of(task, records[i]) for i in ids]
 
@@ -100,7 +101,7 @@ def read_split(path: str | Path) -> dict:
     split = json.loads(Path(path).read_text())
     for key in ("train", "eval"):
         if not isinstance(split.get(key), list) or not split[key]:
-            raise ValueError(f"{path}: '{key}' must be a non-empty list of record ids")
+            raise InputError(f"{path}: '{key}' must be a non-empty list of record ids")
     return split
 
 
