@@ -34,13 +34,14 @@ def test_profile_runs_every_job_through_slurm(cluster, tmp_path, local_run):
         assert metrics.read_bytes() == (local_run / "results/metrics/clip_td" / metrics.name).read_bytes()
     # one SLURM log per job, named by its SLURM job id; the controller knows each job
     logs = sorted((project / "logs/slurm").glob("rule_*/**/*.log"))
-    # every job of the DAG but the local ones (downloads, fetches and aggregation run where Snakemake runs)
-    local = [project / "benchmarks/aggregate.tsv"]
+    # every job of the DAG but the local ones (synthesis, downloads, fetches and aggregation run where
+    # Snakemake runs)
+    local = [project / "benchmarks/aggregate.tsv", *(project / "benchmarks/synthesize").glob("*.tsv")]
     assert all(p.is_file() for p in local)
     assert len(logs) == len(list((project / "benchmarks").rglob("*.tsv"))) - len(local)
     assert (project / "results/tables/clip_td.md").is_file()
     # each job asked SLURM for its rule's resources (profile set-resources overrides the rule)
-    expected = {"rule_synthesize": ("2000M", "00:30:00"), "rule_prepare": ("4000M", "02:00:00"),
+    expected = {"rule_prepare": ("4000M", "02:00:00"),
                 "rule_splits": ("2000M", "00:30:00"), "rule_splits_summary": ("1000M", "00:10:00"),
                 "rule_pretrain_clip": ("4000M", "02:00:00"), "rule_pretrain_diffusion": ("4000M", "02:00:00"),
                 "rule_cache_text_states": ("4000M", "01:00:00"), "rule_train_sds_clip": ("8000M", "12:00:00"),

@@ -19,10 +19,13 @@ pytestmark = pytest.mark.slurm
 RUN = "snli_ve-full-targeted-s0"
 
 
+STEPS = 400
+
+
 def long_training(project: Path) -> None:
-    """Long enough (tens of seconds) to be caught mid-run, checkpointing every few seconds."""
+    """Long enough (tens of seconds) to be caught mid-run three times, checkpointing every second or so."""
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["clip_td"]["train"].update(steps=1200, batch_size=16, checkpoint_every=40, log_every=40)
+    params["clip_td"]["train"].update(steps=STEPS, batch_size=16, checkpoint_every=20, log_every=20)
     params["clip_td"]["gpus"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -45,7 +48,10 @@ def test_signalled_killed_and_cancelled_jobs_are_retried_and_resume_exactly(clus
     for p in (reference, project):
         long_training(p)
     target = f"models/clip_td/{RUN}"
-    run(SNAKEMAKE + ["--cores", "2", target], cwd=reference, timeout=900)
+    # the uninterrupted reference trains beside the cluster run: most of the cluster run is waiting
+    uninterrupted = subprocess.Popen(SNAKEMAKE + ["--cores", "1", target], cwd=reference,
+                                     env={**os.environ, "PYTHONPATH": str(reference)}, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
     (project / "profiles/slurm/site.yaml").write_text("account: research\npartition: main\n")
     proc = subprocess.Popen(SNAKEMAKE + ["--profile", "profiles/slurm", "--retries", "3", target], cwd=project,
                             env={**os.environ, "PYTHONPATH": str(project)}, stdout=subprocess.PIPE,
@@ -71,13 +77,16 @@ def test_signalled_killed_and_cancelled_jobs_are_retried_and_resume_exactly(clus
             last = checkpoint_steps(work)[-1]
             killed[fault] = (job, last)
         output = proc.communicate(timeout=900)[0]
+        reference_output = uninterrupted.communicate(timeout=900)[0]
     finally:
         proc.kill()
+        uninterrupted.kill()
+    assert uninterrupted.returncode == 0, reference_output[-5000:]
     assert proc.returncode == 0, output[-5000:]
     # every interruption is seen as a failure and retried; none finished the run
     assert output.count("Trying to restart job") == 3, output[-5000:]
     assert [step for _, step in killed.values()] == sorted({step for _, step in killed.values()})
-    assert all(step < 1200 for _, step in killed.values())
+    assert all(step < STEPS for _, step in killed.values())
     states = {fault: scontrol_job(job)["JobState"] for fault, (job, _) in killed.items()}
     assert states["scancel"] == "CANCELLED" and states["SIGTERM"] in ("FAILED", "CANCELLED"), states
     # the final attempt resumed from the checkpoint the last interruption left

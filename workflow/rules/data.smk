@@ -5,6 +5,11 @@
 
 if config["mode"] == "synthetic":
 
+    # The synthetic stand-in for a download: about a second of work a source, so it runs where
+    # Snakemake runs, as the downloads do, instead of waiting in a cluster queue.
+    localrules:
+        synthesize,
+
     rule synthesize:
         output:
             directory(f"{RAW}/{{source}}"),
