@@ -59,8 +59,8 @@ EXERCISED_ELSEWHERE = {
     "dvc repro": ["tests/test_dvc.py::dvc_project"],
     'PIPELINE_SNAKEMAKE_ARGS="--profile profiles/slurm" dvc repro': [
         "tests/test_slurm.py::test_profile_runs_every_job_through_slurm"],
-    "dvc metrics show": ["tests/test_dvc.py::test_dvc_repro_in_a_git_repo_produces_the_same_files_and_a_lock"],
-    "dvc plots show": ["tests/test_dvc.py::test_dvc_repro_in_a_git_repo_produces_the_same_files_and_a_lock"],
+    "dvc metrics show": ["tests/test_dvc.py::test_dvc_repro_in_a_git_repo_runs_what_is_missing_and_writes_a_lock"],
+    "dvc plots show": ["tests/test_dvc.py::test_dvc_repro_in_a_git_repo_runs_what_is_missing_and_writes_a_lock"],
     "dvc exp run -n mse-distill -S clip_td.distill.loss=mse": [
         "tests/test_dvc.py::test_dvc_experiment_changes_a_param_and_shows_it_next_to_the_baseline"],
     "dvc exp show": ["tests/test_dvc.py::test_dvc_experiment_changes_a_param_and_shows_it_next_to_the_baseline"],

@@ -39,6 +39,13 @@ def running_training_job() -> str | None:
     return None
 
 
+def job_is_active(job: str) -> bool:
+    """Running or completing: after scancel a job leaves RUNNING at once, while its process may
+    still be writing the checkpoint its SIGTERM asked for."""
+    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout
+    return out.strip() in ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED")
+
+
 def checkpoint_steps(work: Path) -> list[int]:
     return sorted(int(p.parent.name.split("-")[1]) for p in work.glob("checkpoints/step-*/state.json"))
 
@@ -72,7 +79,7 @@ def test_signalled_killed_and_cancelled_jobs_are_retried_and_resume_exactly(clus
             else:
                 pytest.fail(f"no attempt reached a new checkpoint before {fault}")
             subprocess.run(["scancel", *how, job], check=True)
-            while running_training_job() == job:
+            while job_is_active(job):
                 time.sleep(0.2)
             last = checkpoint_steps(work)[-1]
             killed[fault] = (job, last)
