@@ -28,11 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .grid import parse_clip_td_run, parse_sds_run
 from .io import atomic_write_json, atomic_write_text
 
-SDS_RUN = re.compile(r"^(?P<backbone>.+)-lam(?P<lam>[0-9.e+-]+)-s(?P<seed>\d+)$")
-CTD_RUN = re.compile(r"^(?P<task>vqa|snli_ve|vcr)-(?P<setting>full|lowshot-[0-9.]+|shift-[a-z_]+)-"
-                     r"(?P<method>.+)-s(?P<seed>\d+)$")
 METHOD_ORDER = ["finetune", "naive", "targeted"]
 CTD_METRICS = {"vqa": ["vqa_accuracy"], "snli_ve": ["accuracy"], "vcr": ["q2a", "qa2r", "q2ar"]}
 TASK_NAMES = {"vqa": "VQA v2", "snli_ve": "SNLI-VE", "vcr": "VCR"}
@@ -53,13 +51,14 @@ def sds_clip_rows(metrics_root: Path) -> pd.DataFrame:
     rows = []
     for run_dir in sorted((metrics_root / "sds_clip").glob("*")):
         name = run_dir.name
-        if name.startswith("base-"):
-            backbone, method, lam, seed = name.removeprefix("base-"), "CLIP (base)", np.nan, 0
+        run = parse_sds_run(name)
+        if run is None:
+            continue
+        backbone, seed = run.backbone, run.seed
+        if run.is_base:
+            method, lam = "CLIP (base)", np.nan
         else:
-            m = SDS_RUN.match(name)
-            if m is None:
-                continue
-            backbone, lam, seed = m["backbone"], float(m["lam"]), int(m["seed"])
+            lam = run.lam
             method = "COCO fine-tune (λ=0)" if lam == 0 else f"SDS-CLIP (λ={lam:g})"
         cells = {}
         wino = json.loads((run_dir / "winoground.json").read_text())["overall"]
@@ -83,14 +82,14 @@ def clip_td_rows(metrics_root: Path) -> pd.DataFrame:
     """One row per (run, metric): task, setting, method, seed, value, ci_low, ci_high."""
     rows = []
     for path in sorted((metrics_root / "clip_td").glob("*.json")):
-        m = CTD_RUN.match(path.stem)
-        if m is None:
+        run = parse_clip_td_run(path.stem)
+        if run is None:
             continue
         report = json.loads(path.read_text())
         for metric, value in report["headline"].items():
             ci = report.get(f"{metric}_ci") or (report.get(metric) if isinstance(report.get(metric), dict) else {})
-            rows.append({"task": m["task"], "setting": m["setting"], "method": m["method"],
-                         "seed": int(m["seed"]), "metric": metric, "value": value,
+            rows.append({"task": run.task, "setting": run.setting, "method": run.method,
+                         "seed": run.seed, "metric": metric, "value": value,
                          "ci_low": ci.get("ci_low", np.nan), "ci_high": ci.get("ci_high", np.nan),
                          "examples": report["examples"]})
     return pd.DataFrame(rows)
@@ -350,8 +349,8 @@ def figure_training(curves: dict[str, pd.DataFrame], out: Path) -> list[Path]:
     families = defaultdict(dict)
     for run, df in curves.items():
         family, name = run.split("/", 1)
-        m = CTD_RUN.match(name)
-        families[f"{family}: {TASK_NAMES[m['task']]}" if m else family][name] = df
+        ctd = parse_clip_td_run(name)
+        families[f"{family}: {TASK_NAMES[ctd.task]}" if ctd else family][name] = df
     fig, axes = plt.subplots(1, len(families), figsize=(3.6 * len(families), 4.2), squeeze=False,
                              layout="constrained")
     for ax, (family, runs) in zip(axes[0], sorted(families.items())):

@@ -131,7 +131,7 @@ def _cache_text_states(params: dict, args: argparse.Namespace) -> None:
 
 def _cache_clip_features(params: dict, args: argparse.Namespace) -> None:
     from .clip_teacher import cache_clip_features
-    from .train.loop import device_for
+    from .hardware import device_for
 
     _threads(args)
     summary = cache_clip_features(args.task, args.teacher, args.prepared, args.out,
@@ -168,7 +168,7 @@ def _train_sds_clip(params: dict, args: argparse.Namespace) -> None:
 def _evaluate_clip(params: dict, args: argparse.Namespace) -> None:
     from .evaluate.compositional import evaluate_clip
     from .io import atomic_dir, dumps_json
-    from .train.loop import device_for
+    from .hardware import device_for
 
     _threads(args)
     reports = evaluate_clip(args.model, args.prepared, params["evaluate"], device_for())
@@ -180,7 +180,7 @@ def _evaluate_clip(params: dict, args: argparse.Namespace) -> None:
 def _teacher_score(params: dict, args: argparse.Namespace) -> None:
     from .evaluate.teacher_score import teacher_winoground
     from .io import atomic_write_json
-    from .train.loop import device_for
+    from .hardware import device_for
 
     _threads(args)
     atomic_write_json(args.out, teacher_winoground(args.teacher, args.prepared, params["evaluate"],

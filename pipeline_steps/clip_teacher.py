@@ -36,7 +36,7 @@ from .errors import InputError, MissingInput
 from .data.shards import PreparedDataset
 from .io import atomic_dir, dumps_json
 from .models.student import words_of
-from .train.vl_tasks import Example, load_examples, majority_answer
+from .tasks.examples import Example, load_examples, majority_answer
 
 ARRAYS = ("image_tokens", "image_pooled", "words", "word_mask", "text_pooled", "choice_logits",
           "choice_target")

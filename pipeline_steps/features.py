@@ -16,7 +16,7 @@ import torch
 from .data.shards import PreparedDataset
 from .io import atomic_dir, dumps_json
 from .models.diffusion import load_teacher
-from .train.loop import device_for
+from .hardware import device_for
 
 
 def cache_text_states(teacher_dir: str | Path, prepared_coco: str | Path, out: str | Path,

@@ -22,6 +22,15 @@ AVX2_ONLY_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "bf16")
 
 
+def device_for(params_device: str = "auto") -> torch.device:
+    """The GPU of this process (torchrun's LOCAL_RANK when it started several), else the CPU."""
+    if params_device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    return torch.device(params_device)
+
+
 def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
     """The autocast dtype of a trainer's ``precision`` on ``device`` (None: plain fp32)."""
     if precision not in PRECISIONS:

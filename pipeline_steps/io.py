@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import Any
 
 
+def digest(obj) -> str:
+    """A short stable hash of JSON-able data, for run identities that would be large written out."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _tmp_sibling(path: Path, kind: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "dir":

@@ -33,14 +33,10 @@ import pandas as pd
 
 from .errors import InputError, ParamsError
 from .data.registry import TASKS
-from .data.scenes import rng_for
 from .data.shards import PreparedDataset
+from .grid import percent_name
 from .io import atomic_dir, atomic_write_text, dumps_json
-
-
-def percent_name(fraction: float) -> str:
-    """0.01 -> '1', 0.25 -> '25', 0.001 -> '0.1'."""
-    return f"{fraction * 100:.6g}"
+from .seeding import rng_for
 
 
 def lowshot_name(fraction: float, seed: int) -> str:

@@ -14,6 +14,7 @@ from pipeline_steps import splits
 from pipeline_steps.data.prepare import prepare
 from pipeline_steps.data.registry import TASKS
 from pipeline_steps.data.shards import PreparedDataset
+from pipeline_steps.grid import percent_name
 from pipeline_steps.io import tree_digest
 
 
@@ -60,7 +61,7 @@ def test_every_configured_split_is_written(built):
     cfg = smoke_params()["splits"]
     for task, (_, docs, _, _) in built.items():
         assert list(docs) == splits.split_names(task, cfg)
-        assert f"lowshot-{splits.percent_name(cfg['lowshot']['fractions'][0])}-seed0" in docs
+        assert f"lowshot-{percent_name(cfg['lowshot']['fractions'][0])}-seed0" in docs
 
 
 def test_lowshot_files_are_nested_per_seed_and_use_the_full_eval_split(built):

@@ -13,7 +13,8 @@ from PIL import Image
 from pipeline_steps.data import aro, coco, snli_ve, sugarcrepe, vcr, vqa, winoground
 from pipeline_steps.data.grammar import (SUGARCREPE_CATEGORIES, WINOGROUND_KINDS, sugarcrepe_pair,
                                          winoground_pair)
-from pipeline_steps.data.scenes import COLORS, RELATIONS, make_scene, render, rng_for
+from pipeline_steps.data.scenes import COLORS, RELATIONS, make_scene, render
+from pipeline_steps.seeding import rng_for
 from pipeline_steps.data.synthetic import SOURCES, synthesize
 from pipeline_steps.io import tree_digest
 

@@ -12,12 +12,13 @@ Two visual domains exist: ``plain`` (a flat background) and ``textured`` (stripe
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from ..seeding import rng_for
 
 COLORS = {
     "red": (220, 40, 40),
@@ -80,12 +81,6 @@ class Scene:
         (x1, y1), (x2, y2) = first.cell, second.cell
         return {"left of": x1 < x2 and y1 == y2, "right of": x1 > x2 and y1 == y2,
                 "above": y1 < y2 and x1 == x2, "below": y1 > y2 and x1 == x2}[relation]
-
-
-def rng_for(seed: int, *parts: object) -> np.random.Generator:
-    """A generator seeded by a stable hash of ``seed`` and the parts (not Python's salted hash)."""
-    digest = hashlib.sha256(repr((seed,) + parts).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
 def make_scene(seed: int, image_set: str, index: int, domain: str | None = None) -> Scene:

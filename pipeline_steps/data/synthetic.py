@@ -33,8 +33,9 @@ from typing import Any
 
 from ..errors import ParamsError
 from ..io import atomic_dir, dumps_json, write_jsonl
+from ..seeding import rng_for
 from . import grammar
-from .scenes import (COLORS, SHAPES, Scene, encode, make_scene, object_box, render, rng_for,
+from .scenes import (COLORS, SHAPES, Scene, encode, make_scene, object_box, render,
                      single_object_scene)
 
 SOURCES = ("coco", "flickr30k", "winoground", "aro", "sugarcrepe", "vqa", "snli_ve", "vcr",

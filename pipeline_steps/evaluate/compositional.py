@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from ..errors import MissingInput
-from ..data.scenes import rng_for
+from ..grid import evaluated_datasets
+from ..seeding import rng_for
 from ..data.shards import PreparedDataset
 from ..models.clip import load_clip
 from . import metrics
@@ -162,8 +163,7 @@ def evaluate_clip(clip_folder: str | Path, prepared: list[str | Path], cfg: dict
     ``prepared`` lists the prepared benchmark folders, found by name (``winoground``, ...).
     """
     by_name = {Path(p).name: Path(p) for p in prepared}
-    needed = ["winoground", "aro_vg_relation", "aro_vg_attribution", "aro_coco_order", "aro_flickr_order",
-              "sugarcrepe", *cfg["zeroshot"]["datasets"]]
+    needed = evaluated_datasets(cfg)
     missing = [n for n in needed if n not in by_name]
     if missing:
         raise MissingInput(f"prepared datasets missing for evaluation: {', '.join(missing)}")

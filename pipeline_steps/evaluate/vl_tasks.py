@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InputError, MissingInput
 from ..data.snli_ve import LABELS as SNLI_LABELS
-from ..train.vl_tasks import PREDICTIONS, VCR_CHOICES, load_examples, read_split
+from ..tasks.examples import PREDICTIONS, VCR_CHOICES, load_examples, read_split
 from .metrics import group_accuracies, vcr_accuracies, vqa_accuracy, with_ci
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import open_clip
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from ..errors import ParamsError
@@ -78,3 +79,13 @@ def layernorm_parameters(model: torch.nn.Module, scope: str) -> list[tuple[str, 
         if isinstance(module, torch.nn.LayerNorm) and (scope == "both" or name.startswith("visual.")):
             params += [(f"{name}.{p}", t) for p, t in module.named_parameters(recurse=False)]
     return params
+
+
+def clip_contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor,
+                          logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE over the batch (pairs on the diagonal)."""
+    image_emb = F.normalize(image_emb, dim=-1)
+    text_emb = F.normalize(text_emb, dim=-1)
+    logits = logit_scale.exp().clamp(max=100) * image_emb @ text_emb.T
+    target = torch.arange(len(logits), device=logits.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2

@@ -42,14 +42,16 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from ..errors import InputError, ParamsError
+from ..hardware import device_for
+from ..io import digest
+from ..seeding import rng_for
 from ..clip_teacher import ClipFeatureCache, ClipTeacher, TeacherBatch, vqa_candidates
-from ..data.scenes import rng_for
 from ..data.shards import PreparedDataset
 from ..data.snli_ve import LABELS as SNLI_LABELS
-from ..evaluate.metrics import normalize_vqa_answer, vqa_soft_score
 from ..models.student import Student, load_student
-from .loop import LoopConfig, Trainer, device_for, digest, finish_model_folder
-from .vl_tasks import PREDICTIONS, VCR_CHOICES, Example, answer_vocabulary, load_examples, read_split
+from ..tasks.examples import PREDICTIONS, VCR_CHOICES, Example, answer_vocabulary, load_examples, read_split
+from ..tasks.vqa_answers import normalize_vqa_answer, vqa_soft_score
+from .loop import LoopConfig, Trainer, finish_model_folder
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ with status 75 so the job can be retried and resume.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -34,9 +33,9 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from ..errors import InputError, TrainingDiverged
-from ..data.scenes import rng_for
 from ..hardware import autocast_dtype, cpu_has_native_bf16
 from ..io import atomic_dir, atomic_write_json
+from ..seeding import rng_for
 
 log = logging.getLogger(__name__)
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: "try again"
@@ -63,20 +62,6 @@ class LoopConfig:
     def from_params(cls, section: dict, seed: int) -> "LoopConfig":
         keys = cls.__dataclass_fields__
         return cls(seed=seed, **{k: v for k, v in section.items() if k in keys and k != "seed"})
-
-
-def digest(obj) -> str:
-    """A short stable hash of JSON-able data, for run identities that would be large written out."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def device_for(params_device: str = "auto") -> torch.device:
-    """The GPU of this process (torchrun's LOCAL_RANK when it started several), else the CPU."""
-    if params_device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
-    return torch.device(params_device)
 
 
 def lr_at(step: int, cfg: LoopConfig) -> float:

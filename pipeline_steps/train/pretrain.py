@@ -19,22 +19,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..models.clip import load_clip, model_config, save_clip
+from ..hardware import device_for
+from ..io import digest
+from ..models.clip import clip_contrastive_loss, load_clip, model_config, save_clip
 from ..models.diffusion import build_tiny_teacher, save_teacher
 from .data import CaptionedImages
-from .loop import LoopConfig, Trainer, device_for, digest, finish_model_folder
+from .loop import LoopConfig, Trainer, finish_model_folder
 
 log = logging.getLogger(__name__)
-
-
-def clip_contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor,
-                          logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE over the batch (pairs on the diagonal)."""
-    image_emb = F.normalize(image_emb, dim=-1)
-    text_emb = F.normalize(text_emb, dim=-1)
-    logits = logit_scale.exp().clamp(max=100) * image_emb @ text_emb.T
-    target = torch.arange(len(logits), device=logits.device)
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
 def pretrain_clip(spec: dict, train_cfg: dict, prepared_coco: str | Path, out: str | Path,
@@ -103,7 +95,7 @@ def pretrain_diffusion(spec: dict, train_cfg: dict, prepared_coco: str | Path, o
 
 def student_corpus(prepared: dict[str, str | Path]) -> list[str]:
     """Every text the student will read: COCO captions and the task texts (for the vocabulary)."""
-    from .vl_tasks import load_examples
+    from ..tasks.examples import load_examples
 
     texts = [r["caption"] for r in CaptionedImages(prepared["coco"], "train").records]
     for task in ("vqa", "snli_ve", "vcr"):

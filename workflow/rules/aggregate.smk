@@ -23,7 +23,7 @@ rule aggregate:
         plots=directory(f"{RESULTS}/plots"),
         metrics=f"{RESULTS}/metrics.json",
     params:
-        **STEP_PARAMS,
+        **step_params("aggregate"),
         # results/metrics (read) and results/ (written), next to the metrics.json output
         metrics_dir=lambda w, output: os.path.join(os.path.dirname(output.metrics), "metrics"),
         out=lambda w, output: os.path.dirname(output.metrics),
@@ -39,7 +39,7 @@ rule aggregate:
         runtime=30,
         cpus_per_task=1,
     shell:
-        "{params.step} aggregate --params {params.params_file} --metrics {params.metrics_dir}"
+        "{params.step} --params {params.params_file} --metrics {params.metrics_dir}"
         " --models {input.models} --out {params.out} > {log} 2>&1"
 
 

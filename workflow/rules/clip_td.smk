@@ -11,7 +11,7 @@ rule train_clip_td:
     output:
         directory(f"{MODELS}/clip_td/{CTD_RUN}"),
     params:
-        **CTD_TRAIN_PARAMS,
+        **step_params("train-clip-td", gpus=CTD["gpus"]),
         split=clip_td_split_file,
         teacher=teacher_args,
         work=f"{WORK}/clip_td/{CTD_RUN}",
@@ -30,7 +30,7 @@ rule train_clip_td:
         gpu=CTD["gpus"],
         **SLURM_SITE,
     shell:
-        "{params.step} train-clip-td --params {params.params_file} --task {wildcards.task}"
+        "{params.step} --params {params.params_file} --task {wildcards.task}"
         " --method {wildcards.method} --seed {wildcards.seed} --student {input.student}"
         " --prepared {input.data} --split {params.split} {params.teacher} --out {output}"
         " --work {params.work} --threads {threads} > {log} 2>&1"

@@ -5,12 +5,15 @@ import os
 import re
 
 from pipeline_steps.cluster import launcher, slurm_site
+from pipeline_steps.code_deps import step_digest
 from pipeline_steps.config import dump as dump_params
 from pipeline_steps.data.registry import (PREPARED_DATASETS, PREPARED_FROM, RAW_SOURCES, TASKS,
                                           datasets_to_prepare)
 from pipeline_steps.data.synthetic import SOURCE_KEYS
+from pipeline_steps.grid import (CLIP_TD_RUN_FORMAT, LAMBDA_PATTERN, SDS_RUN_FORMAT, SETTING_PATTERN,
+                                 clip_td_runs, evaluated_clip_runs, evaluated_datasets, parse_sds_run,
+                                 sds_runs)
 from pipeline_steps.io import atomic_write_text
-from pipeline_steps.splits import percent_name
 
 RAW = config["paths"]["raw"]
 PREPARED = config["paths"]["prepared"]
@@ -32,13 +35,16 @@ if not os.path.exists(PARAMS_FILE) or open(PARAMS_FILE).read() != _effective:
     atomic_write_text(PARAMS_FILE, _effective)
 
 
-# Passed to every step: how to call the package and which params file to read. Every job runs torch
-# on one thread (`threads: 1`): results do not depend on a machine's core count, and two small jobs
-# side by side finish sooner than one job on two threads (bench/README.md, end to end).
-STEP_PARAMS = {"step": "python -m pipeline_steps", "params_file": PARAMS_FILE}
-# Training jobs with several GPUs start one process per GPU (torchrun); the others are plain.
-SDS_TRAIN_PARAMS = {"step": launcher(config["sds_clip"]["gpus"]), "params_file": PARAMS_FILE}
-CTD_TRAIN_PARAMS = {"step": launcher(config["clip_td"]["gpus"]), "params_file": PARAMS_FILE}
+# The params of a rule that runs one step: the command that starts it, the params file it reads, and
+# the digest of the package code it runs (pipeline_steps/code_deps.py), so that a code change reruns
+# exactly the jobs whose step reaches the edited module. Every job runs torch on one thread
+# (`threads: 1`): results do not depend on a machine's core count, and two small jobs side by side
+# finish sooner than one job on two threads (bench/README.md, end to end). Training jobs with several
+# GPUs start one process per GPU (torchrun); the others are plain.
+def step_params(step, gpus=0):
+    return {"step": f"{launcher(gpus)} {step}", "params_file": PARAMS_FILE, "code": step_digest(step)}
+
+
 # The SLURM account and partition of every submitted job, from the user's environment
 # (SBATCH_ACCOUNT, SBATCH_PARTITION) or profiles/slurm/site.yaml; empty when neither sets them.
 SLURM_SITE = slurm_site(os.environ)
@@ -56,16 +62,12 @@ TEACHER = config["models"]["diffusion"]["name"]
 TEACHER_FOLDER = f"{MODELS}/pretrained/{TEACHER}"
 TEXT_CACHE = f"{FEATURES}/sd_text/{TEACHER}"
 SDS = config["sds_clip"]
-SDS_RUNS = [
-    f"{backbone}-lam{float(lam):g}-s{seed}"
-    for backbone in SDS["backbones"]
-    for lam in SDS["lambdas"]
-    for seed in SDS["seeds"]
-]
+# run names and evaluated datasets: pipeline_steps/grid.py
+SDS_RUN = SDS_RUN_FORMAT
+SDS_RUNS = sds_runs(SDS)
 # runs evaluated: each untouched base CLIP (base-<backbone>) and every SDS-CLIP run
-EVAL_RUNS = [f"base-{b}" for b in SDS["backbones"]] + SDS_RUNS
-EVAL_DATASETS = ["winoground", "aro_vg_relation", "aro_vg_attribution", "aro_coco_order",
-                 "aro_flickr_order", "sugarcrepe"] + config["evaluate"]["zeroshot"]["datasets"]
+EVAL_RUNS = evaluated_clip_runs(SDS)
+EVAL_DATASETS = evaluated_datasets(config["evaluate"])
 
 
 # --- CLIP-TD: task x setting x method x seed -------------------------------------------------------
@@ -77,26 +79,8 @@ CLIP_TD_CACHE = f"{FEATURES}/clip_td/{CTD_TEACHER}"
 # Jobs that run one process (features, evaluation) ask for at most one GPU.
 SDS_JOB_GPUS = min(SDS["gpus"], 1)
 CTD_JOB_GPUS = min(CTD["gpus"], 1)
-CTD_RUN = "{task}-{setting}-{method}-s{seed}"
-
-
-def clip_td_settings(task):
-    """full, lowshot-<percent> for each clip_td fraction, shift-<kind> for the task's shift kinds."""
-    settings = ["full"] if "full" in CTD["settings"] else []
-    if "lowshot" in CTD["settings"] and task in config["splits"]["lowshot"]["datasets"]:
-        settings += [f"lowshot-{percent_name(f)}" for f in CTD["lowshot_fractions"]]
-    if "shift" in CTD["settings"]:
-        settings += [f"shift-{kind}" for kind in config["splits"]["shift"].get(task, [])]
-    return settings
-
-
-CLIP_TD_RUNS = [
-    CTD_RUN.format(task=task, setting=setting, method=method, seed=seed)
-    for task in CTD["tasks"]
-    for setting in clip_td_settings(task)
-    for method in CTD["methods"]
-    for seed in CTD["seeds"]
-]
+CTD_RUN = CLIP_TD_RUN_FORMAT
+CLIP_TD_RUNS = clip_td_runs(CTD, config["splits"])
 
 
 def clip_td_run_config(task, method):
@@ -143,8 +127,9 @@ def clip_folder(name):
 
 
 def model_of_run(wildcards):
-    if wildcards.run.startswith("base-"):
-        return clip_folder(wildcards.run.removeprefix("base-"))
+    run = parse_sds_run(wildcards.run)
+    if run.is_base:
+        return clip_folder(run.backbone)
     return f"{MODELS}/sds_clip/{wildcards.run}"
 
 
@@ -167,7 +152,7 @@ wildcard_constraints:
     dataset="|".join(PREPARED_DATASETS),
     task="|".join(TASKS),
     run=one_of(EVAL_RUNS),
-    lam=r"[0-9][0-9.e+-]*",
+    lam=LAMBDA_PATTERN,
     seed=r"\d+",
-    setting=r"full|lowshot-[0-9.]+|shift-[a-z_]+",
+    setting=SETTING_PATTERN,
     method=one_of(config["clip_td"]["methods"]),

@@ -14,7 +14,7 @@ if config["mode"] == "synthetic":
         output:
             directory(f"{RAW}/{{source}}"),
         params:
-            **STEP_PARAMS,
+            **step_params("synthesize"),
             cfg=lambda w: json.dumps(
                 {k: config["synthetic"][k] for k in SOURCE_KEYS[w.source]}, sort_keys=True
             ),
@@ -30,7 +30,7 @@ if config["mode"] == "synthetic":
             cpus_per_task=1,
             **SLURM_SITE,
         shell:
-            "{params.step} synthesize --params {params.params_file} --source {wildcards.source}"
+            "{params.step} --params {params.params_file} --source {wildcards.source}"
             " --out {output} > {log} 2>&1"
 
 
@@ -44,7 +44,7 @@ else:
         output:
             directory(f"{RAW}/{{source}}"),
         params:
-            **STEP_PARAMS,
+            **step_params("acquire"),
             # no params trigger: what a source holds is fixed by the registry (code) and verified
             # against its pins; mirrors, retries and timeouts change how, not what
             downloads=config["data"]["downloads"],
@@ -59,7 +59,7 @@ else:
             runtime=1440,
             cpus_per_task=1,
         shell:
-            "{params.step} acquire --params {params.params_file} --source {wildcards.source}"
+            "{params.step} --params {params.params_file} --source {wildcards.source}"
             " --downloads {params.downloads} --out {output} > {log} 2>&1"
 
 
@@ -69,7 +69,7 @@ rule prepare:
     output:
         directory(f"{PREPARED}/{{dataset}}"),
     params:
-        **STEP_PARAMS,
+        **step_params("prepare"),
         raw=RAW,
         cfg=section("prepare"),
     conda:
@@ -84,7 +84,7 @@ rule prepare:
         cpus_per_task=1,
         **SLURM_SITE,
     shell:
-        "{params.step} prepare --params {params.params_file} --dataset {wildcards.dataset}"
+        "{params.step} --params {params.params_file} --dataset {wildcards.dataset}"
         " --raw {params.raw} --out {output} > {log} 2>&1"
 
 

@@ -10,7 +10,7 @@ rule evaluate_clip:
     output:
         directory(f"{RESULTS}/metrics/sds_clip/{{run}}"),
     params:
-        **STEP_PARAMS,
+        **step_params("evaluate-clip"),
         cfg=section("evaluate"),
     threads: 1
     conda:
@@ -26,7 +26,7 @@ rule evaluate_clip:
         gpu=SDS_JOB_GPUS,
         **SLURM_SITE,
     shell:
-        "{params.step} evaluate-clip --params {params.params_file} --model {input.model}"
+        "{params.step} --params {params.params_file} --model {input.model}"
         " --prepared {input.data} --out {output} --threads {threads} > {log} 2>&1"
 
 
@@ -37,7 +37,7 @@ rule teacher_score:
     output:
         f"{RESULTS}/metrics/teacher/{TEACHER}/winoground_diffusion.json",
     params:
-        **STEP_PARAMS,
+        **step_params("teacher-score"),
         cfg=section("evaluate"),
     threads: 1
     conda:
@@ -53,7 +53,7 @@ rule teacher_score:
         gpu=SDS_JOB_GPUS,
         **SLURM_SITE,
     shell:
-        "{params.step} teacher-score --params {params.params_file} --teacher {input.teacher}"
+        "{params.step} --params {params.params_file} --teacher {input.teacher}"
         " --prepared {input.data} --out {output} --threads {threads} > {log} 2>&1"
 
 
@@ -65,7 +65,7 @@ rule evaluate_clip_td:
     output:
         f"{RESULTS}/metrics/clip_td/{CTD_RUN}.json",
     params:
-        **STEP_PARAMS,
+        **step_params("evaluate-clip-td"),
         split=clip_td_split_file,
         cfg=section("evaluate"),
     threads: 1
@@ -82,7 +82,7 @@ rule evaluate_clip_td:
         **SLURM_SITE,
     shell:
         # scores the predictions the training job wrote: numpy only, no model, no GPU
-        "{params.step} evaluate-clip-td --params {params.params_file} --model {input.model}"
+        "{params.step} --params {params.params_file} --model {input.model}"
         " --prepared {input.data} --split {params.split} --out {output} > {log} 2>&1"
 
 

@@ -9,7 +9,7 @@ rule cache_text_states:
     output:
         directory(TEXT_CACHE),
     params:
-        **STEP_PARAMS,
+        **step_params("cache-text-states"),
     threads: 1
     conda:
         ENV
@@ -24,7 +24,7 @@ rule cache_text_states:
         gpu=SDS_JOB_GPUS,
         **SLURM_SITE,
     shell:
-        "{params.step} cache-text-states --params {params.params_file} --teacher {input.teacher}"
+        "{params.step} --params {params.params_file} --teacher {input.teacher}"
         " --prepared {input.coco} --out {output} --threads {threads} > {log} 2>&1"
 
 
@@ -35,7 +35,7 @@ rule cache_clip_features:
     output:
         directory(f"{CLIP_TD_CACHE}/{{task}}"),
     params:
-        **STEP_PARAMS,
+        **step_params("cache-clip-features"),
         cfg=section("clip_td", "teacher"),
     threads: 1
     conda:
@@ -51,7 +51,7 @@ rule cache_clip_features:
         gpu=CTD_JOB_GPUS,
         **SLURM_SITE,
     shell:
-        "{params.step} cache-clip-features --params {params.params_file} --task {wildcards.task}"
+        "{params.step} --params {params.params_file} --task {wildcards.task}"
         " --teacher {input.teacher} --prepared {input.data} --out {output} --threads {threads}"
         " > {log} 2>&1"
 

@@ -10,7 +10,7 @@ if config["mode"] == "synthetic":
         output:
             directory(f"{MODELS}/pretrained/{{clip}}"),
         params:
-            **STEP_PARAMS,
+            **step_params("pretrain-clip"),
             work=f"{WORK}/pretrained/{{clip}}",
             cfg=lambda w: json.dumps(
                 [config["models"]["clip"][w.clip], config["pretrain"]["clip"], config["pretrain"]["seed"]],
@@ -29,7 +29,7 @@ if config["mode"] == "synthetic":
             cpus_per_task=2,
             **SLURM_SITE,
         shell:
-            "{params.step} pretrain-clip --params {params.params_file} --name {wildcards.clip}"
+            "{params.step} --params {params.params_file} --name {wildcards.clip}"
             " --prepared {input} --out {output} --work {params.work} --threads {threads} > {log} 2>&1"
 
     rule pretrain_diffusion:
@@ -38,7 +38,7 @@ if config["mode"] == "synthetic":
         output:
             directory(TEACHER_FOLDER),
         params:
-            **STEP_PARAMS,
+            **step_params("pretrain-diffusion"),
             work=f"{WORK}/pretrained/{TEACHER}",
             cfg=json.dumps([config["models"]["diffusion"]["tiny"], config["pretrain"]["diffusion"],
                             config["pretrain"]["seed"]], sort_keys=True),
@@ -55,7 +55,7 @@ if config["mode"] == "synthetic":
             cpus_per_task=2,
             **SLURM_SITE,
         shell:
-            "{params.step} pretrain-diffusion --params {params.params_file} --prepared {input}"
+            "{params.step} --params {params.params_file} --prepared {input}"
             " --out {output} --work {params.work} --threads {threads} > {log} 2>&1"
 
     rule pretrain_student:
@@ -64,7 +64,7 @@ if config["mode"] == "synthetic":
         output:
             directory(STUDENT_FOLDER),
         params:
-            **STEP_PARAMS,
+            **step_params("pretrain-student"),
             work=f"{WORK}/pretrained/{STUDENT}",
             cfg=json.dumps([config["models"]["student"]["tiny"], config["pretrain"]["student"],
                             config["pretrain"]["seed"]], sort_keys=True),
@@ -81,7 +81,7 @@ if config["mode"] == "synthetic":
             cpus_per_task=2,
             **SLURM_SITE,
         shell:
-            "{params.step} pretrain-student --params {params.params_file} --prepared {input}"
+            "{params.step} --params {params.params_file} --prepared {input}"
             " --out {output} --work {params.work} --threads {threads} > {log} 2>&1"
 
 else:
@@ -95,28 +95,28 @@ else:
         output:
             directory(f"{MODELS}/pretrained/{{clip}}"),
         params:
-            **STEP_PARAMS,
+            **step_params("fetch-pretrained"),
             cfg=lambda w: json.dumps(config["models"]["clip"][w.clip], sort_keys=True),
         conda:
             ENV
         log:
             f"{LOGS}/pretrained/{{clip}}.log",
         shell:
-            "{params.step} fetch-pretrained --params {params.params_file} --kind clip"
+            "{params.step} --params {params.params_file} --kind clip"
             " --name {wildcards.clip} --out {output} > {log} 2>&1"
 
     rule fetch_diffusion:
         output:
             directory(TEACHER_FOLDER),
         params:
-            **STEP_PARAMS,
+            **step_params("fetch-pretrained"),
             cfg=section("models", "diffusion"),
         conda:
             ENV
         log:
             f"{LOGS}/pretrained/{TEACHER}.log",
         shell:
-            "{params.step} fetch-pretrained --params {params.params_file} --kind diffusion"
+            "{params.step} --params {params.params_file} --kind diffusion"
             " --out {output} > {log} 2>&1"
 
 
@@ -124,14 +124,14 @@ else:
         output:
             directory(STUDENT_FOLDER),
         params:
-            **STEP_PARAMS,
+            **step_params("fetch-pretrained"),
             cfg=lambda w: json.dumps({k: config["models"]["student"][k] for k in ("hub_id", "revision")}),
         conda:
             ENV
         log:
             f"{LOGS}/pretrained/{STUDENT}.log",
         shell:
-            "{params.step} fetch-pretrained --params {params.params_file} --kind student"
+            "{params.step} --params {params.params_file} --kind student"
             " --out {output} > {log} 2>&1"
 
 

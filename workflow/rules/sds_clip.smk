@@ -8,18 +8,18 @@ rule train_sds_clip:
         text_cache=TEXT_CACHE,
         coco=f"{PREPARED}/coco",
     output:
-        directory(f"{MODELS}/sds_clip/{{clip}}-lam{{lam}}-s{{seed}}"),
+        directory(f"{MODELS}/sds_clip/{SDS_RUN}"),
     params:
-        **SDS_TRAIN_PARAMS,
-        work=f"{WORK}/sds_clip/{{clip}}-lam{{lam}}-s{{seed}}",
+        **step_params("train-sds-clip", gpus=SDS["gpus"]),
+        work=f"{WORK}/sds_clip/{SDS_RUN}",
         cfg=json.dumps({k: SDS[k] for k in ("layernorm_scope", "train", "sds")}, sort_keys=True),
     threads: 1
     conda:
         ENV
     log:
-        f"{LOGS}/sds_clip/{{clip}}-lam{{lam}}-s{{seed}}.log",
+        f"{LOGS}/sds_clip/{SDS_RUN}.log",
     benchmark:
-        f"{BENCH}/sds_clip/{{clip}}-lam{{lam}}-s{{seed}}.tsv"
+        f"{BENCH}/sds_clip/{SDS_RUN}.tsv"
     resources:
         mem_mb=8000,
         runtime=720,
@@ -27,7 +27,7 @@ rule train_sds_clip:
         gpu=SDS["gpus"],
         **SLURM_SITE,
     shell:
-        "{params.step} train-sds-clip --params {params.params_file} --lam {wildcards.lam}"
+        "{params.step} --params {params.params_file} --lam {wildcards.lam}"
         " --seed {wildcards.seed} --clip {input.clip} --teacher {input.teacher}"
         " --text-cache {input.text_cache} --prepared {input.coco} --out {output}"
         " --work {params.work} --threads {threads} > {log} 2>&1"

@@ -7,7 +7,7 @@ rule splits:
     output:
         directory(f"{SPLITS}/{{task}}"),
     params:
-        **STEP_PARAMS,
+        **step_params("splits"),
         cfg=section("splits"),
     conda:
         ENV
@@ -21,7 +21,7 @@ rule splits:
         cpus_per_task=1,
         **SLURM_SITE,
     shell:
-        "{params.step} splits --params {params.params_file} --dataset {wildcards.task} --prepared {input}"
+        "{params.step} --params {params.params_file} --dataset {wildcards.task} --prepared {input}"
         " --out {output} > {log} 2>&1"
 
 
@@ -32,7 +32,7 @@ rule splits_summary:
         csv=f"{SPLITS}/summary.csv",
         md=f"{SPLITS}/summary.md",
     params:
-        **STEP_PARAMS,
+        **step_params("splits-summary"),
     conda:
         ENV
     log:
@@ -45,7 +45,7 @@ rule splits_summary:
         cpus_per_task=1,
         **SLURM_SITE,
     shell:
-        "{params.step} splits-summary --params {params.params_file} {input} --csv {output.csv}"
+        "{params.step} --params {params.params_file} {input} --csv {output.csv}"
         " --markdown {output.md} > {log} 2>&1"
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..data.shards import PreparedDataset
 from ..data.snli_ve import LABELS as SNLI_LABELS
-from ..evaluate.metrics import normalize_vqa_answer
+from .vqa_answers import normalize_vqa_answer
 
 TASK_NAMES = ("vqa", "snli_ve", "vcr")
 VCR_CHOICES = 4  # answers, and rationales, per VCR question
