@@ -30,12 +30,9 @@ import pandas as pd
 
 from .grid import parse_clip_td_run, parse_sds_run
 from .io import atomic_write_json, atomic_write_text
+from .tasks import TASKS
 
 METHOD_ORDER = ["finetune", "naive", "targeted"]
-CTD_METRICS = {"vqa": ["vqa_accuracy"], "snli_ve": ["accuracy"], "vcr": ["q2a", "qa2r", "q2ar"]}
-TASK_NAMES = {"vqa": "VQA v2", "snli_ve": "SNLI-VE", "vcr": "VCR"}
-# the metric each task's figures show (VCR: the joint Q->AR)
-FIGURE_METRIC = {"vqa": "vqa_accuracy", "snli_ve": "accuracy", "vcr": "q2ar"}
 STYLE = {"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
          "axes.spines.right": False, "font.size": 9, "legend.frameon": False}
 
@@ -192,7 +189,7 @@ def clip_td_tables(rows: pd.DataFrame, out: Path) -> None:
         methods = [m for m in METHOD_ORDER if m in set(part["method"])] + \
             sorted(set(part["method"]) - set(METHOD_ORDER))
         text, best = pivot(part, "method", "setting", methods, [setting_label(s) for s in order])
-        title = f"{TASK_NAMES[task]}, {metric}"
+        title = f"{TASKS[task].title}, {metric}"
         md += [f"\n## {title}\n\n", markdown(text, best, "method")]
         tex.append(latex(text, best, "method", f"CLIP-TD, {title} (%), best per column in bold."))
     (out / "clip_td.md").write_text("".join(md))
@@ -216,10 +213,10 @@ def figure_lowshot(rows: pd.DataFrame, out: Path) -> list[Path]:
     """Headline metric vs training fraction (full = 100%), one line per method, band = min..max over seeds."""
     import matplotlib.pyplot as plt
 
-    tasks = [t for t in FIGURE_METRIC if t in set(rows["task"])]
+    tasks = [t for t in TASKS if t in set(rows["task"])]
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 2.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        part = rows[(rows["task"] == task) & (rows["metric"] == FIGURE_METRIC[task])
+        part = rows[(rows["task"] == task) & (rows["metric"] == TASKS[task].figure_metric)
                     & rows["setting"].str.match(r"full|lowshot-")].copy()
         part["fraction"] = part["setting"].map(lambda s: 100.0 if s == "full" else float(s.split("-")[1]))
         for method in [m for m in METHOD_ORDER if m in set(part["method"])]:
@@ -229,8 +226,8 @@ def figure_lowshot(rows: pd.DataFrame, out: Path) -> list[Path]:
             ax.fill_between(x, 100 * g.min().to_numpy(), 100 * g.max().to_numpy(), alpha=0.2)
         ax.set_xscale("log")
         ax.set_xlabel("training data (% of the full split)")
-        ax.set_ylabel(f"{FIGURE_METRIC[task]} (%)")
-        ax.set_title(TASK_NAMES[task])
+        ax.set_ylabel(f"{TASKS[task].figure_metric} (%)")
+        ax.set_title(TASKS[task].title)
     axes[0][0].legend()
     return _save(fig, out, "clip_td_lowshot")
 
@@ -260,10 +257,10 @@ def figure_shift(rows: pd.DataFrame, out: Path) -> list[Path]:
     """Full vs each domain shift per task, bars per method; error bars = 95% bootstrap CI."""
     import matplotlib.pyplot as plt
 
-    tasks = [t for t in FIGURE_METRIC if t in set(rows["task"])]
+    tasks = [t for t in TASKS if t in set(rows["task"])]
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.2), squeeze=False, layout="constrained")
     for ax, task in zip(axes[0], tasks):
-        part = summarize(rows[(rows["task"] == task) & (rows["metric"] == FIGURE_METRIC[task])
+        part = summarize(rows[(rows["task"] == task) & (rows["metric"] == TASKS[task].figure_metric)
                               & rows["setting"].str.match(r"full|shift-")], ["method", "setting"])
         settings = setting_order(set(part["setting"]))
         methods = [m for m in METHOD_ORDER if m in set(part["method"])]
@@ -271,8 +268,8 @@ def figure_shift(rows: pd.DataFrame, out: Path) -> list[Path]:
         get = lambda f: [[100 * getattr(cell[(m, s)], f) if (m, s) in cell else np.nan for s in settings]  # noqa: E731
                          for m in methods]
         _bars(ax, [setting_label(s) for s in settings], methods, get("mean"), get("ci_low"), get("ci_high"))
-        ax.set_ylabel(f"{FIGURE_METRIC[task]} (%)")
-        ax.set_title(TASK_NAMES[task])
+        ax.set_ylabel(f"{TASKS[task].figure_metric} (%)")
+        ax.set_title(TASKS[task].title)
     _legend_below(fig, axes[0][0], 3)
     return _save(fig, out, "clip_td_shift")
 
@@ -350,7 +347,7 @@ def figure_training(curves: dict[str, pd.DataFrame], out: Path) -> list[Path]:
     for run, df in curves.items():
         family, name = run.split("/", 1)
         ctd = parse_clip_td_run(name)
-        families[f"{family}: {TASK_NAMES[ctd.task]}" if ctd else family][name] = df
+        families[f"{family}: {TASKS[ctd.task].title}" if ctd else family][name] = df
     fig, axes = plt.subplots(1, len(families), figsize=(3.6 * len(families), 4.2), squeeze=False,
                              layout="constrained")
     for ax, (family, runs) in zip(axes[0], sorted(families.items())):

@@ -10,7 +10,7 @@ For every example the teacher gives (all L2-normalised, in CLIP's joint embeddin
 - ``text_pooled`` (D): the text embedding of the distilled text;
 - ``choice_logits`` (C) and ``choice_target``: the teacher's zero-shot logits
   (``logit_scale * cos``) of the image against the texts it can judge, from which training derives
-  its confidence in the ground truth (:func:`pipeline_steps.train.clip_td.teacher_confidence`):
+  its confidence in the ground truth (each task's ``teacher_confidence``, :mod:`pipeline_steps.tasks`):
   VQA, "question + answer" for candidate answers of the question's answer type; VCR, the 8 Q->A and
   QA->R texts; SNLI-VE, the hypothesis alone.
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +35,8 @@ from .errors import InputError, MissingInput
 from .data.shards import PreparedDataset
 from .io import atomic_dir, dumps_json
 from .models.student import words_of
-from .tasks.examples import Example, load_examples, majority_answer
+from .tasks import Example, get_task
+from .tasks.examples import load_examples
 
 ARRAYS = ("image_tokens", "image_pooled", "words", "word_mask", "text_pooled", "choice_logits",
           "choice_target")
@@ -58,15 +58,6 @@ class TeacherBatch:
     @property
     def grid(self) -> int:
         return math.isqrt(self.image_tokens.shape[1])
-
-
-def vqa_candidates(examples: list[Example], per_type: int) -> dict[str, list[str]]:
-    """The ``per_type`` most frequent majority answers of each answer type."""
-    counts: dict[str, Counter] = {}
-    for e in examples:
-        counts.setdefault(e.answer_type, Counter())[majority_answer(e)] += 1
-    return {t: [a for a, _ in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:per_type]]
-            for t, c in sorted(counts.items())}
 
 
 class ClipTeacher:
@@ -150,29 +141,13 @@ class ClipTeacher:
         return F.normalize(words, dim=-1), mask, F.normalize(pooled, dim=-1)
 
     # --- everything for a batch of examples ----------------------------------------------------------
-    def choices(self, task: str, examples: list[Example],
-                candidates: dict[str, list[str]] | None) -> tuple[list[list[str]], list[int]]:
-        """The texts the teacher judges per example, and the ground-truth index among them (or -1)."""
-        if task == "vqa":
-            texts, targets = [], []
-            for e in examples:
-                answers = list((candidates or {}).get(e.answer_type, []))
-                gt = majority_answer(e)
-                if gt not in answers:
-                    answers = answers[:-1] + [gt] if answers else [gt]
-                texts.append([f"{e.texts[0]} {a}" for a in answers])
-                targets.append(answers.index(gt))
-            return texts, targets
-        if task == "vcr":
-            return [e.choice_texts for e in examples], [-1] * len(examples)
-        return [[e.distill_text] for e in examples], [-1] * len(examples)
-
     @torch.no_grad()
     def features(self, task: str, examples: list[Example], images, max_words: int,
-                 candidates: dict[str, list[str]] | None = None) -> TeacherBatch:
+                 candidates=None) -> TeacherBatch:
+        """``candidates``: the task's ``teacher_candidates`` (VQA: candidate answers per type)."""
         image_tokens, image_pooled = self.image_features(images)
         words, mask, text_pooled = self.text_features([e.distill_text for e in examples], max_words)
-        choice_texts, targets = self.choices(task, examples, candidates)
+        choice_texts, targets = get_task(task).teacher_choices(examples, candidates)
         width = max(len(c) for c in choice_texts)
         flat = self.text_pooled([t for c in choice_texts for t in c])
         logits = torch.full((len(examples), width), float("-inf"), device=self.device)
@@ -193,8 +168,7 @@ def cache_clip_features(task: str, clip_folder: str | Path, prepared: str | Path
     examples = load_examples(task, prepared)
     with PreparedDataset(prepared) as data:
         train_ids = {r["id"] for r in data.records("train")}
-        candidates = vqa_candidates([e for e in examples if e.id in train_ids],
-                                    teacher_cfg["vqa_candidates"]) if task == "vqa" else None
+        candidates = get_task(task).teacher_candidates([e for e in examples if e.id in train_ids], teacher_cfg)
         batch_size, max_words = int(teacher_cfg["batch_size"]), int(teacher_cfg["max_words"])
         image_keys = sorted({e.image for e in examples})
         image_row = {k: n for n, k in enumerate(image_keys)}

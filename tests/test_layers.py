@@ -1,6 +1,7 @@
 """The package's layers only point down: a module imports modules of its own layer or of lower ones.
 
-    core      errors, io, config, seeding, hardware (device, precision), cluster, code_deps, grid
+    core      errors, io, config, seeding, hardware (device, precision), cluster, code_deps, grid,
+              metrics (pure metric functions)
     data      data/ (formats, synthetic world, downloads, shards), splits
     models    models/ (CLIP, diffusion teacher, student; their losses)
     tasks     tasks/ (CLIP-TD task examples and answers), features (SD text cache), clip_teacher
@@ -19,7 +20,7 @@ import pytest
 from pipeline_steps import code_deps
 
 LAYERS = {
-    "core": ("errors", "io", "config", "seeding", "hardware", "cluster", "code_deps", "grid"),
+    "core": ("errors", "io", "config", "seeding", "hardware", "cluster", "code_deps", "grid", "metrics"),
     "data": ("data", "splits"),
     "models": ("models",),
     "tasks": ("tasks", "features", "clip_teacher"),

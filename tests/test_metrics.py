@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline_steps.evaluate import metrics
+from pipeline_steps import metrics
 
 
 def test_winoground_scores_hand_computed():

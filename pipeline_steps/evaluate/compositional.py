@@ -1,7 +1,7 @@
 """CLIP on Winoground, ARO, SugarCrepe and zero-shot classification.
 
 Every image and caption of a benchmark is embedded once (L2-normalised); all scores are dot
-products of those embeddings.  Metric definitions: :mod:`pipeline_steps.evaluate.metrics`.
+products of those embeddings.  Metric definitions: :mod:`pipeline_steps.metrics`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from ..errors import MissingInput
+from .. import metrics
 from ..grid import evaluated_datasets
 from ..seeding import rng_for
 from ..data.shards import PreparedDataset
 from ..models.clip import load_clip
-from . import metrics
 from .perturbations import Tagger, perturbations, pre_caption
 
 

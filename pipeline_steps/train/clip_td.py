@@ -12,15 +12,15 @@ The paper does not publish these equations; ours (every choice a params key):
 
 - Distilled tokens: the student's image tokens <- the teacher's patch tokens (resampled to the
   student's patch grid) and the student's words <- the teacher's words of the distilled text
-  (:mod:`pipeline_steps.train.vl_tasks`), each through a linear projection student -> teacher dim
+  (:mod:`pipeline_steps.tasks`), each through a linear projection student -> teacher dim
   (used in training only: inference is the unchanged student + task head).
 - Relevance (``distill.selection: cross_modal``): a patch's cosine with the teacher's embedding of
   the distilled text; a word's cosine with the teacher's image embedding.  ``random`` keeps the same
   number of tokens chosen at random (an ablation).  ``ceil(top_k * valid tokens)`` are kept.
 - Token distance (``distill.loss``): ``cosine`` (1 - cos), ``mse`` or ``l1`` against the normalised
   teacher token; an instance's distillation term averages over its kept tokens, then modalities.
-- Teacher confidence (:func:`teacher_confidence`): VQA, the softmax probability of the majority
-  answer among candidate answers ("question + answer" prompts); VCR, the mean of the probabilities
+- Teacher confidence (:func:`teacher_confidence`; per task in :mod:`pipeline_steps.tasks`): VQA, the
+  softmax probability of the majority answer among candidate answers ("question + answer" prompts); VCR, the mean of the probabilities
   of the right answer and the right rationale among the four; SNLI-VE, ``p = sigmoid(T * z)`` with
   ``z`` the image-hypothesis similarity standardised in the batch, and confidence ``p``
   (entailment), ``1 - p`` (contradiction), ``1 - |2p - 1|`` (neutral: the teacher is right to be
@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -41,16 +40,15 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from ..errors import InputError, ParamsError
+from ..errors import ParamsError
 from ..hardware import device_for
 from ..io import digest
 from ..seeding import rng_for
-from ..clip_teacher import ClipFeatureCache, ClipTeacher, TeacherBatch, vqa_candidates
+from ..clip_teacher import ClipFeatureCache, ClipTeacher, TeacherBatch
 from ..data.shards import PreparedDataset
-from ..data.snli_ve import LABELS as SNLI_LABELS
 from ..models.student import Student, load_student
-from ..tasks.examples import PREDICTIONS, VCR_CHOICES, Example, answer_vocabulary, load_examples, read_split
-from ..tasks.vqa_answers import normalize_vqa_answer, vqa_soft_score
+from ..tasks import Example, get_task
+from ..tasks.examples import PREDICTIONS, load_examples, read_split
 from .loop import LoopConfig, Trainer, finish_model_folder
 
 log = logging.getLogger(__name__)
@@ -75,22 +73,10 @@ def select_tokens(relevance: torch.Tensor, valid: torch.Tensor, top_k: float, ru
 
 def teacher_confidence(task: str, teacher: TeacherBatch, labels: torch.Tensor,
                        rationale_labels: torch.Tensor, snli_temperature: float) -> torch.Tensor:
-    """(B,) the teacher's confidence in each example's ground truth, in [0, 1]."""
-    logits = teacher.choice_logits.float()
-    if task == "vqa":
-        return logits.softmax(-1).gather(1, teacher.choice_target.view(-1, 1)).squeeze(1)
-    if task == "vcr":
-        p_answer = logits[:, :VCR_CHOICES].softmax(-1).gather(1, labels.view(-1, 1)).squeeze(1)
-        p_rationale = logits[:, VCR_CHOICES:2 * VCR_CHOICES].softmax(-1).gather(
-            1, rationale_labels.view(-1, 1)).squeeze(1)
-        return (p_answer + p_rationale) / 2
-    if task == "snli_ve":
-        s = logits[:, 0]
-        z = (s - s.mean()) / (s.std(unbiased=False) + 1e-6) if len(s) > 1 else torch.zeros_like(s)
-        p = torch.sigmoid(snli_temperature * z)
-        by_label = torch.stack([p, 1 - (2 * p - 1).abs(), 1 - p], dim=1)  # SNLI_LABELS order
-        return by_label.gather(1, labels.view(-1, 1)).squeeze(1)
-    raise ValueError(f"unknown task {task!r}")
+    """(B,) the teacher's confidence in each example's ground truth, in [0, 1] (per task:
+    :mod:`pipeline_steps.tasks`)."""
+    return get_task(task).teacher_confidence(teacher.choice_logits.float(), teacher.choice_target, labels,
+                                             rationale_labels, snli_temperature)
 
 
 def instance_weights(confidence: torch.Tensor, weighting: str) -> torch.Tensor:
@@ -146,10 +132,6 @@ class ClipTdModel(torch.nn.Module):
         self.project_text = torch.nn.Linear(h, teacher_dim)
 
 
-def n_outputs(task: str, vocabulary: list[str]) -> int:
-    return {"vqa": len(vocabulary), "snli_ve": len(SNLI_LABELS), "vcr": 1}[task]
-
-
 def augment_crop(image: Image.Image, crop_scale: float, rng: np.random.Generator) -> Image.Image:
     """A random square crop covering ``[crop_scale, 1]`` of the area, resized back."""
     if crop_scale >= 1:
@@ -164,14 +146,14 @@ def augment_crop(image: Image.Image, crop_scale: float, rng: np.random.Generator
 class ClipTdBatchLoss:
     """The loss of one batch of examples: task loss + weight * weighted distillation."""
 
-    def __init__(self, model: ClipTdModel, task: str, method: dict, cfg: dict, vocabulary: list[str],
+    def __init__(self, model: ClipTdModel, task: str, method: dict, cfg: dict, outputs: list[str],
                  teacher_source, device: torch.device, embed_images_once: bool = True,
                  padding: str = "longest"):
         self.model, self.task, self.method, self.cfg = model, task, method, cfg
         # the plain paths, kept for benchmarks: embed_images_once=False embeds an image again for
         # each of its texts (VCR: 8), padding="max_length" pads every text to the student's maximum
         self.embed_images_once, self.padding = embed_images_once, padding
-        self.vocabulary = vocabulary
+        self.outputs = outputs  # names of the head's outputs (VQA: the answer vocabulary)
         # cached: anything with .batch(ids) -> TeacherBatch (ClipFeatureCache); online: (ClipTeacher, candidates)
         self.teacher_source = teacher_source
         self.device = device
@@ -197,7 +179,7 @@ class ClipTdBatchLoss:
         logits = self.model.head(enc.pooled).float()
         labels = torch.tensor([e.label for e in examples], device=dev)
         rationale_labels = torch.tensor([e.rationale_label for e in examples], device=dev)
-        task_loss = task_loss_of(self.task, logits, examples, labels, rationale_labels, self.vocabulary)
+        task_loss = get_task(self.task).loss(logits, examples, labels, rationale_labels, self.outputs)
         metrics = {"loss_task": task_loss.item()}
         weight = float(self.method["weight"])
         if weight == 0:
@@ -233,29 +215,6 @@ class ClipTdBatchLoss:
                       "teacher_confidence": confidence.mean().item(), "loss": loss.item()}
 
 
-def vqa_targets(examples: list[Example], vocabulary: list[str]) -> torch.Tensor:
-    """(B, |vocabulary|) soft scores of every answer (answers outside the vocabulary are dropped)."""
-    index = {a: i for i, a in enumerate(vocabulary)}
-    targets = torch.zeros(len(examples), len(vocabulary))
-    for b, e in enumerate(examples):
-        for answer, n in Counter(normalize_vqa_answer(a) for a in e.answers).items():
-            if answer in index:
-                targets[b, index[answer]] = vqa_soft_score(n)
-    return targets
-
-
-def task_loss_of(task: str, logits: torch.Tensor, examples: list[Example], labels: torch.Tensor,
-                 rationale_labels: torch.Tensor, vocabulary: list[str]) -> torch.Tensor:
-    if task == "vqa":
-        targets = vqa_targets(examples, vocabulary).to(logits.device)
-        # UNITER/ViLT: binary cross-entropy over the answers, scaled by the number of answers
-        return F.binary_cross_entropy_with_logits(logits, targets) * targets.shape[1]
-    if task == "snli_ve":
-        return F.cross_entropy(logits, labels)
-    scores = logits.view(len(examples), 2, VCR_CHOICES)
-    return (F.cross_entropy(scores[:, 0], labels) + F.cross_entropy(scores[:, 1], rationale_labels)) / 2
-
-
 # --- training and prediction ----------------------------------------------------------------------------------
 
 def train_section(cfg: dict, task: str) -> dict:
@@ -273,10 +232,7 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
     device = device_for()
     split = read_split(split_file)
     examples = load_examples(task, prepared, split["train"])
-    vocabulary = answer_vocabulary(examples, int(cfg["vqa"]["min_answer_count"])) if task == "vqa" else []
-    if task == "vqa" and not vocabulary:
-        raise InputError(f"{split_file}: no answer is given {cfg['vqa']['min_answer_count']} times "
-                         f"(clip_td.vqa.min_answer_count)")
+    outputs = get_task(task).outputs(examples, cfg, str(split_file))
     torch.manual_seed(seed)
     student = load_student(student_folder, device)
     teacher_source = None
@@ -285,7 +241,7 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
     if float(method["weight"]) > 0:
         if cfg["teacher"]["mode"] == "online":
             clip = ClipTeacher(teacher_clip, device)
-            candidates = vqa_candidates(examples, cfg["teacher"]["vqa_candidates"]) if task == "vqa" else None
+            candidates = get_task(task).teacher_candidates(examples, cfg["teacher"])
             teacher_source = (clip, candidates)
             teacher_dim = int(clip.model.visual.output_dim)
         else:
@@ -294,8 +250,8 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
                                  "it needs clip_td.teacher.mode: online")
             teacher_source = ClipFeatureCache(teacher_cache)
             teacher_dim = int(teacher_source.summary["dim"])
-    model = ClipTdModel(student, n_outputs(task, vocabulary), teacher_dim).to(device)
-    batch_loss = ClipTdBatchLoss(model, task, method, cfg, vocabulary, teacher_source, device)
+    model = ClipTdModel(student, len(outputs), teacher_dim).to(device)
+    batch_loss = ClipTdBatchLoss(model, task, method, cfg, outputs, teacher_source, device)
     data = PreparedDataset(prepared)
     loop_cfg = LoopConfig.from_params(train_section(cfg, task), seed)
 
@@ -321,14 +277,13 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
         save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
                   folder / "head.safetensors")
         (folder / "task.json").write_text(json.dumps(
-            {"task": task, "outputs": vocabulary if task == "vqa" else list(SNLI_LABELS) if task == "snli_ve"
-             else ["score"], "max_words": batch_loss.max_words}, indent=1))
+            {"task": task, "outputs": outputs, "max_words": batch_loss.max_words}, indent=1))
         save_predictions(folder / PREDICTIONS, split["eval"], logits.numpy())
 
     summary = {"task": task, "method": method_name, "method_config": method, "seed": seed,
                "split": Path(split_file).name, "train_examples": len(examples), "steps": loop_cfg.steps,
                "final": last, "distill": cfg["distill"], "teacher_mode": cfg["teacher"]["mode"],
-               "answer_vocabulary": len(vocabulary) if task == "vqa" else None}
+               "outputs": len(outputs)}
     finish_model_folder(Path(out), Path(work), write, summary)
     return summary
 

@@ -95,10 +95,11 @@ def pretrain_diffusion(spec: dict, train_cfg: dict, prepared_coco: str | Path, o
 
 def student_corpus(prepared: dict[str, str | Path]) -> list[str]:
     """Every text the student will read: COCO captions and the task texts (for the vocabulary)."""
+    from ..tasks import TASKS
     from ..tasks.examples import load_examples
 
     texts = [r["caption"] for r in CaptionedImages(prepared["coco"], "train").records]
-    for task in ("vqa", "snli_ve", "vcr"):
+    for task in TASKS:
         if task in prepared:
             for e in load_examples(task, prepared[task]):
                 texts += e.texts
