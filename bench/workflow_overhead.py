@@ -28,7 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
-from conftest import copy_project  # noqa: E402  the tests' notion of what a project copy holds
+from helpers import copy_project  # noqa: E402  the tests' notion of what a project copy holds
 from pipeline_steps.hardware import machine_info  # noqa: E402
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]

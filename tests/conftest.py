@@ -1,29 +1,33 @@
-"""Shared fixtures: a small synthetic world, and copies of the project to run the workflow in."""
+"""Shared fixtures: a small synthetic world, and copies of the project to run the workflow in.
+
+Plain helpers (project copies, commands, smoke params) are in helpers.py. Tests that run the
+workflow (the smoke pipeline, Snakemake or DVC) are marked ``integration``, so that
+``pytest -m "not integration and not slurm"`` is the fast inner loop.
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
-import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from pipeline_steps.config import deep_merge
+from helpers import REPO, SNAKEMAKE, copy_project, run, smoke_params
 
-REPO = Path(__file__).resolve().parent.parent
-SMOKE_PARAMS = REPO / "tests" / "smoke-params.yaml"
-# What a workflow run needs from the repository (data, logs and caches are left behind).
-PROJECT_FILES = ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".dvc/config", "workflow",
-                 "profiles", "presets", "pipeline_steps", "tests/smoke-params.yaml", "pyproject.toml")
+WORKFLOW_FIXTURES = {"local_run", "dvc_project"}
 
 
-def smoke_params() -> dict:
-    base = yaml.safe_load((REPO / "params.yaml").read_text())
-    return deep_merge(base, yaml.safe_load(SMOKE_PARAMS.read_text()))
+def pytest_collection_modifyitems(items):
+    """Mark as integration every test that runs the workflow: through a fixture that ran it, or by
+    calling Snakemake or DVC itself."""
+    for item in items:
+        function = getattr(item, "function", None)
+        source = inspect.getsource(function) if function else ""
+        if WORKFLOW_FIXTURES & set(item.fixturenames) or "SNAKEMAKE" in source or '"dvc"' in source:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -38,50 +42,12 @@ def small_world(tmp_path_factory) -> tuple[dict, Path]:
     return cfg, root
 
 
-def copy_project(dest: Path, smoke: bool = True) -> Path:
-    """A copy of the project in ``dest`` with params.yaml set to the smoke-size world."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in PROJECT_FILES:
-        src = REPO / name
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, target)
-    if smoke:
-        (dest / "params.yaml").write_text(yaml.safe_dump(smoke_params(), sort_keys=False))
-    return dest
-
-
-def run(cmd: list[str], cwd: Path, timeout: float = 900, check: bool = True,
-        env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run a command, failing the test with its output when it exits non-zero."""
-    full_env = {**os.environ, **(env or {})}
-    # the copy's own package must win over any other checkout on sys.path
-    full_env["PYTHONPATH"] = str(cwd)
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
-    if check and proc.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}"
-                    f"\n--- stderr\n{proc.stderr[-6000:]}")
-    return proc
-
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
 @pytest.fixture(scope="session")
 def local_run(tmp_path_factory) -> Path:
     """A project copy on which `snakemake --cores 2` ran the smoke-size pipeline."""
     project = copy_project(tmp_path_factory.mktemp("local") / "project")
     run(SNAKEMAKE + ["--cores", "2"], cwd=project)
     return project
-
-
-def clone_run(project: Path, dest: Path) -> Path:
-    """A copy of a finished project (outputs and Snakemake's records of them; no checkpoints)."""
-    shutil.copytree(project, dest, symlinks=True, ignore=shutil.ignore_patterns(".work", "__pycache__"))
-    return dest
 
 
 @pytest.fixture(scope="session")
@@ -93,8 +59,3 @@ def cluster():
     proc = subprocess.run(["bash", str(REPO / "tests/slurm/start-cluster.sh")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
-
-
-def scontrol_job(job_id: str) -> dict[str, str]:
-    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
-    return dict(re.findall(r"(\w+)=(\S+)", out))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import SNAKEMAKE, copy_project, run, smoke_params
+from helpers import SNAKEMAKE, copy_project, run, smoke_params
 from mirror_server import MirrorServer
 from pipeline_steps.data.acquire import SourceUnavailable, acquire
 from pipeline_steps.data.download import ChecksumMismatch, DownloadError

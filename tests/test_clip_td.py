@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import yaml
 from safetensors.torch import load_file
 
-from conftest import REPO, smoke_params
+from helpers import REPO, smoke_params
 from pipeline_steps.cluster import launcher
 from pipeline_steps.clip_teacher import ClipFeatureCache, ClipTeacher, TeacherBatch, cache_clip_features
 from pipeline_steps.data.prepare import prepare

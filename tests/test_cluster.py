@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import SNAKEMAKE, copy_project, run
+from helpers import SNAKEMAKE, copy_project, run
 from pipeline_steps.cluster import SiteError, slurm_site
 
 

@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, SNAKEMAKE, clone_run, run
+from helpers import REPO, SNAKEMAKE, clone_run, run
 from pipeline_steps import code_deps
 from test_workflow import job_counts
 

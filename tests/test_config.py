@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, SNAKEMAKE, copy_project, run
+from helpers import REPO, SNAKEMAKE, copy_project, run
 from pipeline_steps import config
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import PROJECT_FILES, SNAKEMAKE, clone_run, copy_project, run
+from helpers import PROJECT_FILES, SNAKEMAKE, clone_run, copy_project, run
 from pipeline_steps.io import tree_digest
 
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import SNAKEMAKE, clone_run
+from helpers import SNAKEMAKE, clone_run
 from pipeline_steps.train.loop import LoopConfig, Trainer
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import smoke_params
+from helpers import smoke_params
 from pipeline_steps import grid
 
 BACKBONES = st.from_regex(r"[a-zA-Z][a-zA-Z0-9_.-]{0,20}", fullmatch=True).filter(lambda s: not s.startswith("base-"))

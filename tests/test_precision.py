@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO
+from helpers import REPO
 from pipeline_steps import config
 from pipeline_steps.hardware import autocast_dtype, machine_info
 from pipeline_steps.train.loop import LoopConfig, Trainer

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SNAKEMAKE, copy_project, run
+from helpers import REPO, SNAKEMAKE, copy_project, run
 from pipeline_steps.cluster import slurm_site
 
 README = REPO / "README.md"

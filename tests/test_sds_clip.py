@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, smoke_params
+from helpers import REPO, smoke_params
 from pipeline_steps.data.prepare import prepare
 from pipeline_steps.data.shards import PreparedDataset
 from pipeline_steps.features import TextStateCache, cache_text_states

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import SNAKEMAKE, copy_project, run, scontrol_job
+from helpers import SNAKEMAKE, copy_project, run, scontrol_job
 from pipeline_steps.io import tree_digest
 
 pytestmark = pytest.mark.slurm

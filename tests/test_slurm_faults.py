@@ -13,7 +13,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from conftest import SNAKEMAKE, clone_run, scontrol_job
+from helpers import SNAKEMAKE, clone_run, scontrol_job
 
 pytestmark = pytest.mark.slurm
 RUN = "snli_ve-full-targeted-s0"

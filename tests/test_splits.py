@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import smoke_params
+from helpers import smoke_params
 from pipeline_steps import splits
 from pipeline_steps.data.prepare import prepare
 from pipeline_steps.data.registry import TASKS

@@ -7,7 +7,7 @@ import re
 import shutil
 import sys
 
-from conftest import REPO, SNAKEMAKE, copy_project, run, smoke_params
+from helpers import REPO, SNAKEMAKE, copy_project, run, smoke_params
 from pipeline_steps.data.registry import TASKS, datasets_to_prepare
 from pipeline_steps.data.synthetic import SOURCES
 from pipeline_steps.splits import split_names
