@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 SMOKE_PARAMS = REPO / "tests" / "smoke-params.yaml"
 # What a workflow run needs from the repository (data, logs and caches are left behind).
 PROJECT_FILES = ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".dvc/config", "workflow",
-                 "profiles", "presets", "pipeline_steps", "tests/smoke-params.yaml", "pyproject.toml")
+                 "profiles", "slurm", "presets", "pipeline_steps", "tests/smoke-params.yaml", "pyproject.toml")
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
@@ -34,7 +34,9 @@ def copy_project(dest: Path, smoke: bool = True) -> Path:
         src = REPO / name
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
+        if src.is_symlink():  # ./slurm -> profiles/slurm: a link in the copy too
+            os.symlink(os.readlink(src), target)
+        elif src.is_dir():
             shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, target)

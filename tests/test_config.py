@@ -78,3 +78,16 @@ def test_snakemake_start_up_names_the_key(tmp_path):
     proc = run(SNAKEMAKE + ["-n", "--configfile", str(bad)], cwd=project, check=False)
     assert proc.returncode != 0
     assert "splits.lowshot.fractions[2]: 1.5 is greater than the maximum of 1" in proc.stdout + proc.stderr
+
+
+def test_aro_leaves_out_the_official_symmetric_relations_in_paper_mode_and_none_of_the_synthetic_ones():
+    from pipeline_steps.config import load
+    from pipeline_steps.data.scenes import OPPOSITE, RELATIONS
+
+    paper = load(REPO / "params.yaml", REPO / "presets/paper.yaml")["evaluate"]["aro"]["symmetric_relations"]
+    assert len(paper) == len(set(paper)) == 157
+    assert {"next to", "sitting next to", "on the side of", "parked in front of", "by", "of"} <= set(paper)
+    # the synthetic world's relations are directional (each has a distinct opposite): none is symmetric
+    assert all(OPPOSITE[r] != r for r in RELATIONS)
+    synthetic = load(REPO / "params.yaml")["evaluate"]["aro"]["symmetric_relations"]
+    assert synthetic == []

@@ -44,9 +44,9 @@ EXERCISED_ELSEWHERE = {
     "snakemake --cores 2": ["tests/conftest.py::local_run"],
     "snakemake -n --configfile presets/paper.yaml": [
         "tests/test_workflow.py::test_the_paper_preset_dry_runs_the_full_grids_with_gpus"],
-    "snakemake --profile profiles/slurm": ["tests/test_slurm.py::test_profile_runs_every_job_through_slurm"],
+    "snakemake --profile slurm": ["tests/test_slurm.py::test_profile_runs_every_job_through_slurm"],
     # the paper grid through the profile: submitted on the local cluster (smoke size) and dry-run in full
-    "snakemake --profile profiles/slurm --configfile presets/paper.yaml": [
+    "snakemake --profile slurm --configfile presets/paper.yaml": [
         "tests/test_slurm.py::test_profile_runs_every_job_through_slurm",
         "tests/test_cluster.py::test_jobs_get_the_site_and_multi_gpu_training_starts_torchrun"],
     "export SBATCH_ACCOUNT=my-project SBATCH_PARTITION=gpu": [
@@ -57,7 +57,7 @@ EXERCISED_ELSEWHERE = {
         "tests/test_workflow.py::test_results_hold_the_papers_tables_figures_and_a_report"],
     "snakemake --cores all $PIPELINE_SNAKEMAKE_ARGS <target>": ["dvc.yaml"],
     "dvc repro": ["tests/test_dvc.py::dvc_project"],
-    'PIPELINE_SNAKEMAKE_ARGS="--profile profiles/slurm" dvc repro': [
+    'PIPELINE_SNAKEMAKE_ARGS="--profile slurm" dvc repro': [
         "tests/test_slurm.py::test_profile_runs_every_job_through_slurm"],
     "dvc metrics show": ["tests/test_dvc.py::test_dvc_repro_in_a_git_repo_runs_what_is_missing_and_writes_a_lock"],
     "dvc plots show": ["tests/test_dvc.py::test_dvc_repro_in_a_git_repo_runs_what_is_missing_and_writes_a_lock"],

@@ -1,4 +1,4 @@
-"""The same pipeline through `snakemake --profile profiles/slurm` on the local SLURM cluster."""
+"""The same pipeline through `snakemake --profile slurm` on the local SLURM cluster."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_profile_runs_every_job_through_slurm(cluster, tmp_path, local_run):
     # own variable
     (project / "profiles/slurm/site.yaml").write_text("account: research\n")
     site = {"SBATCH_PARTITION": "main"}
-    run(SNAKEMAKE + ["--profile", "profiles/slurm"], cwd=project, timeout=1800, env=site)
+    run(SNAKEMAKE + ["--profile", "slurm"], cwd=project, timeout=1800, env=site)
     for out in ("data/prepared", "data/splits", "results/metrics/sds_clip"):
         assert tree_digest(project / out) == tree_digest(local_run / out), out
     clip_td = sorted((project / "results/metrics/clip_td").iterdir())
@@ -40,7 +40,7 @@ def test_profile_runs_every_job_through_slurm(cluster, tmp_path, local_run):
     assert all(p.is_file() for p in local)
     assert len(logs) == len(list((project / "benchmarks").rglob("*.tsv"))) - len(local)
     assert (project / "results/tables/clip_td.md").is_file()
-    # each job asked SLURM for its rule's resources (profile set-resources overrides the rule)
+    # each job asked SLURM for its rule's resources (the workflow profile's set-resources overrides the rule)
     expected = {"rule_prepare": ("4000M", "02:00:00"),
                 "rule_splits": ("2000M", "00:30:00"), "rule_splits_summary": ("1000M", "00:10:00"),
                 "rule_pretrain_clip": ("4000M", "02:00:00"), "rule_pretrain_diffusion": ("4000M", "02:00:00"),
@@ -62,9 +62,9 @@ def test_profile_runs_every_job_through_slurm(cluster, tmp_path, local_run):
             assert job["NumCPUs"] == "2"
     # DVC's stages through the same profile: everything is up to date, so no job is submitted
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    proc = run(["dvc", "repro"], cwd=project, env={**site, "PIPELINE_SNAKEMAKE_ARGS": "--profile profiles/slurm"})
+    proc = run(["dvc", "repro"], cwd=project, env={**site, "PIPELINE_SNAKEMAKE_ARGS": "--profile slurm"})
     output = proc.stdout + proc.stderr
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    assert output.count("Using profile profiles/slurm") == len(stages)
+    assert output.count("Using profiles slurm and workflow specific profile profiles/default") == len(stages)
     assert "has been submitted with SLURM jobid" not in output
     assert len(list((project / "logs/slurm").glob("rule_*/**/*.log"))) == len(logs)

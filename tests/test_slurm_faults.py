@@ -60,7 +60,7 @@ def test_signalled_killed_and_cancelled_jobs_are_retried_and_resume_exactly(clus
                                      env={**os.environ, "PYTHONPATH": str(reference)}, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
     (project / "profiles/slurm/site.yaml").write_text("account: research\npartition: main\n")
-    proc = subprocess.Popen(SNAKEMAKE + ["--profile", "profiles/slurm", "--retries", "3", target], cwd=project,
+    proc = subprocess.Popen(SNAKEMAKE + ["--profile", "slurm", "--retries", "3", target], cwd=project,
                             env={**os.environ, "PYTHONPATH": str(project)}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     work = project / "models/.work/clip_td" / RUN
