@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import FetchError
 from ..io import atomic_dir
-from .clip import load_clip, model_config, save_clip
+from .clip import load_clip, model_config, needs_quick_gelu, save_clip
 
 SD_FILES = ["model_index.json", "scheduler/*", "text_encoder/*.json", "text_encoder/*.safetensors",
             "tokenizer/*", "unet/*.json", "unet/diffusion_pytorch_model.safetensors", "vae/*.json",
@@ -43,8 +43,25 @@ def fetch_clip(architecture: str, tag: str, out: str | Path) -> Path:
                 f"open_clip_model.safetensors (see pipeline_steps.models.clip.save_clip), or run this "
                 f"step where the Hugging Face hub is reachable.") from None
         with atomic_dir(out) as tmp:
-            save_clip(model, model_config(architecture), tmp)
+            save_clip(model, folder_config(architecture, tag), tmp, preprocess_config(model))
     return out
+
+
+def folder_config(architecture: str, tag: str | None) -> dict:
+    """The model config a fetched folder reloads with: the architecture's, plus QuickGELU where the
+    tag's weights were trained with it (OpenAI's ViT-B-16 and ViT-L-14 configs lack the key, and a
+    folder without it reloads with plain GELU under QuickGELU weights, silently)."""
+    cfg = dict(model_config(architecture))
+    if needs_quick_gelu(architecture, tag):
+        cfg["quick_gelu"] = True
+    return cfg
+
+
+def preprocess_config(model) -> dict:
+    """The image preprocessing the weights expect (size, mean, std, interpolation, resize mode)."""
+    import open_clip
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in open_clip.get_model_preprocess_cfg(model).items()}
 
 
 def _fetch_snapshot(hub_id: str, revision: str, patterns: list[str], out: Path, what: str) -> Path:
