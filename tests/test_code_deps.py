@@ -106,6 +106,6 @@ def test_editing_one_module_reruns_exactly_the_jobs_whose_step_runs_it(local_run
     assert rerun_after_editing("pipeline_steps/evaluate/vl_tasks.py") == {
         "evaluate_clip_td": every_job["evaluate_clip_td"], "aggregate": 1, "all": 1}
     # the figures: aggregation alone
-    assert rerun_after_editing("pipeline_steps/aggregate.py") == {"aggregate": 1, "all": 1}
+    assert rerun_after_editing("pipeline_steps/aggregate/figures.py") == {"aggregate": 1, "all": 1}
     # with the edits undone, nothing is left to do
     assert "Nothing to be done" in run(SNAKEMAKE + ["-n"], cwd=project).stdout

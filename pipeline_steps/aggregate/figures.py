@@ -1,0 +1,181 @@
+"""The papers' figures (PNG + SVG): low-shot curves, domain-shift bars, compositional bars, the lambda
+sweep, the teacher against CLIP, training curves."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..grid import parse_clip_td_run
+from ..tasks import TASKS
+from .reports import METHOD_ORDER, summarize
+from .tables import sds_method_order, setting_label, setting_order
+
+STYLE = {"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+         "axes.spines.right": False, "font.size": 9, "legend.frameon": False}
+
+
+def _save(fig, out: Path, name: str) -> list[Path]:
+    paths = [out / f"{name}.png", out / f"{name}.svg"]
+    if fig.get_layout_engine() is None:  # figures with a legend below use constrained layout
+        fig.tight_layout()
+    for p in paths:
+        fig.savefig(p, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return paths
+
+
+def figure_lowshot(rows: pd.DataFrame, out: Path) -> list[Path]:
+    """Headline metric vs training fraction (full = 100%), one line per method, band = min..max over seeds."""
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in TASKS if t in set(rows["task"])]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 2.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        part = rows[(rows["task"] == task) & (rows["metric"] == TASKS[task].figure_metric)
+                    & rows["setting"].str.match(r"full|lowshot-")].copy()
+        part["fraction"] = part["setting"].map(lambda s: 100.0 if s == "full" else float(s.split("-")[1]))
+        for method in [m for m in METHOD_ORDER if m in set(part["method"])]:
+            g = part[part["method"] == method].groupby("fraction")["value"]
+            x, mean = g.mean().index, 100 * g.mean().to_numpy()
+            ax.plot(x, mean, marker="o", label=method)
+            ax.fill_between(x, 100 * g.min().to_numpy(), 100 * g.max().to_numpy(), alpha=0.2)
+        ax.set_xscale("log")
+        ax.set_xlabel("training data (% of the full split)")
+        ax.set_ylabel(f"{TASKS[task].figure_metric} (%)")
+        ax.set_title(TASKS[task].title)
+    axes[0][0].legend()
+    return _save(fig, out, "clip_td_lowshot")
+
+
+def _bars(ax, labels: list[str], groups: list[str], means, lows, highs) -> None:
+    """Grouped bars: one group per label, one bar per group name, error bars from lows/highs."""
+    width = 0.8 / max(1, len(groups))
+    x = np.arange(len(labels))
+    for i, g in enumerate(groups):
+        m = np.asarray(means[i], float)
+        pos = x + (i - (len(groups) - 1) / 2) * width
+        ax.bar(pos, m, width, label=g)
+        lo, hi = np.asarray(lows[i], float), np.asarray(highs[i], float)
+        has = np.isfinite(lo) & np.isfinite(hi)  # no bar where the metric has no CI (e.g. macro averages)
+        if has.any():
+            ax.errorbar(pos[has], m[has], yerr=np.clip(np.vstack([m[has] - lo[has], hi[has] - m[has]]), 0, None),
+                        fmt="none", ecolor="black", capsize=2, linewidth=1)
+    ax.set_xticks(x, labels, rotation=20, ha="right")
+
+
+def _legend_below(fig, ax, n: int) -> None:
+    """One legend under the whole figure, below the (rotated) tick labels; needs constrained layout."""
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=min(n, 3), fontsize=7)
+
+
+def figure_shift(rows: pd.DataFrame, out: Path) -> list[Path]:
+    """Full vs each domain shift per task, bars per method; error bars = 95% bootstrap CI."""
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in TASKS if t in set(rows["task"])]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.2), squeeze=False, layout="constrained")
+    for ax, task in zip(axes[0], tasks):
+        part = summarize(rows[(rows["task"] == task) & (rows["metric"] == TASKS[task].figure_metric)
+                              & rows["setting"].str.match(r"full|shift-")], ["method", "setting"])
+        settings = setting_order(set(part["setting"]))
+        methods = [m for m in METHOD_ORDER if m in set(part["method"])]
+        cell = {(r.method, r.setting): r for r in part.itertuples()}
+        get = lambda f: [[100 * getattr(cell[(m, s)], f) if (m, s) in cell else np.nan for s in settings]  # noqa: E731
+                         for m in methods]
+        _bars(ax, [setting_label(s) for s in settings], methods, get("mean"), get("ci_low"), get("ci_high"))
+        ax.set_ylabel(f"{TASKS[task].figure_metric} (%)")
+        ax.set_title(TASKS[task].title)
+    _legend_below(fig, axes[0][0], 3)
+    return _save(fig, out, "clip_td_shift")
+
+
+def figure_compositional(rows: pd.DataFrame, out: Path) -> list[Path]:
+    """Winoground and ARO per backbone: base CLIP / COCO fine-tune / SDS-CLIP with 95% CIs."""
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in dict.fromkeys(rows["metric"]) if m.startswith(("Winoground", "ARO"))]
+    backbones = sorted(set(rows["backbone"]))
+    fig, axes = plt.subplots(len(backbones), 1, figsize=(7.5, 0.4 + 2.9 * len(backbones)), squeeze=False,
+                             layout="constrained")
+    for ax, backbone in zip(axes[:, 0], backbones):
+        part = summarize(rows[rows["backbone"] == backbone], ["method", "metric"])
+        methods = sds_method_order(part)
+        cell = {(r.method, r.metric): r for r in part.itertuples()}
+        get = lambda f: [[100 * getattr(cell[(m, k)], f) if (m, k) in cell else np.nan for k in metrics]  # noqa: E731
+                         for m in methods]
+        _bars(ax, metrics, methods, get("mean"), get("ci_low"), get("ci_high"))
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"{backbone}: compositional benchmarks (error bars: 95% bootstrap CI)")
+    _legend_below(fig, axes[0][0], len(methods))
+    return _save(fig, out, "sds_clip_compositional")
+
+
+def figure_lambda(rows: pd.DataFrame, out: Path) -> list[Path]:
+    """Winoground group / text / image and ARO VG-R vs lambda, per backbone (mean over seeds)."""
+    import matplotlib.pyplot as plt
+
+    tuned = rows[rows["lambda"].notna()]
+    fig, ax = plt.subplots(figsize=(5.0, 3.4), layout="constrained")
+    for backbone in sorted(set(tuned["backbone"])):
+        for metric in ("Winoground text", "Winoground image", "Winoground group", "ARO VG-R"):
+            g = tuned[(tuned["backbone"] == backbone) & (tuned["metric"] == metric)].groupby("lambda")["value"]
+            ax.plot(g.mean().index, 100 * g.mean().to_numpy(), marker="o", label=f"{backbone}: {metric}")
+    ax.set_xlabel("λ (weight of L_SDS)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("λ sweep")
+    _legend_below(fig, ax, 2)
+    return _save(fig, out, "sds_clip_lambda")
+
+
+def figure_teacher(rows: pd.DataFrame, teacher_reports: dict[str, dict], out: Path) -> list[Path]:
+    """The diffusion teacher's own Winoground score next to base CLIP and SDS-CLIP runs."""
+    import matplotlib.pyplot as plt
+
+    kinds = ["text", "image", "group"]
+    part = summarize(rows[rows["metric"].str.startswith("Winoground")], ["backbone", "method", "metric"])
+    names, means, lows, highs = [], [], [], []
+    for name, report in teacher_reports.items():
+        names.append(f"diffusion teacher ({name})")
+        vals = [report["overall"][k] for k in kinds]
+        means.append([100 * v["value"] for v in vals])
+        lows.append([100 * v["ci_low"] for v in vals])
+        highs.append([100 * v["ci_high"] for v in vals])
+    for (backbone, method), g in part.groupby(["backbone", "method"], sort=False):
+        g = g.set_index("metric")
+        names.append(f"{backbone}: {method}")
+        means.append([100 * g.loc[f"Winoground {k}", "mean"] for k in kinds])
+        lows.append([100 * g.loc[f"Winoground {k}", "ci_low"] for k in kinds])
+        highs.append([100 * g.loc[f"Winoground {k}", "ci_high"] for k in kinds])
+    fig, ax = plt.subplots(figsize=(6.0, 3.4), layout="constrained")
+    _bars(ax, [f"Winoground {k}" for k in kinds], names, means, lows, highs)
+    ax.set_ylabel("score (%)")
+    ax.set_title("Diffusion teacher vs CLIP on Winoground (95% CI)")
+    _legend_below(fig, ax, len(names))
+    return _save(fig, out, "teacher_vs_clip")
+
+
+def figure_training(curves: dict[str, pd.DataFrame], out: Path) -> list[Path]:
+    """Training loss vs step of every run (dvclive), one panel per family."""
+    import matplotlib.pyplot as plt
+
+    families = defaultdict(dict)
+    for run, df in curves.items():
+        family, name = run.split("/", 1)
+        ctd = parse_clip_td_run(name)
+        families[f"{family}: {TASKS[ctd.task].title}" if ctd else family][name] = df
+    fig, axes = plt.subplots(1, len(families), figsize=(3.6 * len(families), 4.2), squeeze=False,
+                             layout="constrained")
+    for ax, (family, runs) in zip(axes[0], sorted(families.items())):
+        for run, df in sorted(runs.items()):
+            ax.plot(df["step"], df["loss"], label=run, linewidth=1)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.set_title(family)
+        if len(runs) <= 12:  # under the panel: inside, it would hide the curves
+            ax.legend(fontsize=5, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    return _save(fig, out, "training_curves")

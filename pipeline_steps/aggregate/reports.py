@@ -1,0 +1,83 @@
+"""Reading every run's reports into tidy rows (one per run and metric), and summarising over seeds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..grid import parse_clip_td_run, parse_sds_run
+
+METHOD_ORDER = ["finetune", "naive", "targeted"]
+
+def _ci(entry: dict) -> tuple[float, float, float]:
+    return entry["value"], entry.get("ci_low", np.nan), entry.get("ci_high", np.nan)
+
+
+def sds_clip_rows(metrics_root: Path) -> pd.DataFrame:
+    """One row per (run, metric): backbone, method, lambda, seed, value, ci_low, ci_high."""
+    rows = []
+    for run_dir in sorted((metrics_root / "sds_clip").glob("*")):
+        name = run_dir.name
+        run = parse_sds_run(name)
+        if run is None:
+            continue
+        backbone, seed = run.backbone, run.seed
+        if run.is_base:
+            method, lam = "CLIP (base)", np.nan
+        else:
+            lam = run.lam
+            method = "COCO fine-tune (λ=0)" if lam == 0 else f"SDS-CLIP (λ={lam:g})"
+        cells = {}
+        wino = json.loads((run_dir / "winoground.json").read_text())["overall"]
+        for k in ("text", "image", "group"):
+            cells[f"Winoground {k}"] = _ci(wino[k])
+        aro = json.loads((run_dir / "aro.json").read_text())
+        cells["ARO VG-R"] = (aro["vg_relation"]["macro_accuracy"], np.nan, np.nan)
+        cells["ARO VG-A"] = (aro["vg_attribution"]["macro_accuracy"], np.nan, np.nan)
+        cells["ARO COCO-Ord"] = _ci(aro["coco_order"]["ci"])
+        cells["ARO Flickr-Ord"] = _ci(aro["flickr_order"]["ci"])
+        cells["SugarCrepe"] = (json.loads((run_dir / "sugarcrepe.json").read_text())["mean"], np.nan, np.nan)
+        for dataset, report in sorted(json.loads((run_dir / "zeroshot.json").read_text()).items()):
+            cells[f"zero-shot {dataset.removeprefix('zeroshot_')}"] = _ci(report["top1"])
+        for metric, (value, lo, hi) in cells.items():
+            rows.append({"backbone": backbone, "method": method, "lambda": lam, "seed": seed, "run": name,
+                         "metric": metric, "value": value, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows)
+
+
+def clip_td_rows(metrics_root: Path) -> pd.DataFrame:
+    """One row per (run, metric): task, setting, method, seed, value, ci_low, ci_high."""
+    rows = []
+    for path in sorted((metrics_root / "clip_td").glob("*.json")):
+        run = parse_clip_td_run(path.stem)
+        if run is None:
+            continue
+        report = json.loads(path.read_text())
+        for metric, value in report["headline"].items():
+            ci = report.get(f"{metric}_ci") or (report.get(metric) if isinstance(report.get(metric), dict) else {})
+            rows.append({"task": run.task, "setting": run.setting, "method": run.method,
+                         "seed": run.seed, "metric": metric, "value": value,
+                         "ci_low": ci.get("ci_low", np.nan), "ci_high": ci.get("ci_high", np.nan),
+                         "examples": report["examples"]})
+    return pd.DataFrame(rows)
+
+
+def summarize(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean, sd and count over seeds per ``keys``; CI bounds averaged over seeds."""
+    g = rows.groupby(keys, dropna=False, sort=False)
+    out = g.agg(mean=("value", "mean"), sd=("value", "std"), seeds=("value", "size"),
+                ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean")).reset_index()
+    out["sd"] = out["sd"].fillna(0.0)
+    return out
+
+
+def read_curves(model_dirs: list[Path]) -> dict[str, pd.DataFrame]:
+    curves = {}
+    for d in model_dirs:
+        tsv = d / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv"
+        if tsv.is_file():
+            curves[f"{d.parent.name}/{d.name}"] = pd.read_csv(tsv, sep="\t")
+    return curves

@@ -1,0 +1,103 @@
+"""The papers' tables: Markdown, LaTeX and tidy CSV, cells ``mean ± sd`` over seeds (or value and CI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..tasks import TASKS
+from .reports import METHOD_ORDER, summarize
+
+def cell_text(row: pd.Series) -> str:
+    if row["seeds"] > 1:
+        return f"{100 * row['mean']:.1f} ± {100 * row['sd']:.1f}"
+    if np.isfinite(row["ci_low"]):
+        return f"{100 * row['mean']:.1f} [{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]"
+    return f"{100 * row['mean']:.1f}"
+
+
+def pivot(summary: pd.DataFrame, index: str, columns: str, row_order: list, column_order: list):
+    """(text table, best-per-column mask) with rows and columns in the given order."""
+    text = summary.assign(text=summary.apply(cell_text, axis=1)).pivot(index=index, columns=columns, values="text")
+    means = summary.pivot(index=index, columns=columns, values="mean")
+    rows = [r for r in row_order if r in text.index]
+    cols = [c for c in column_order if c in text.columns]
+    text, means = text.loc[rows, cols], means.loc[rows, cols]
+    best = means.eq(means.max(axis=0), axis=1) & (len(rows) > 1)
+    return text.fillna("–"), best
+
+
+def markdown(text: pd.DataFrame, best: pd.DataFrame, corner: str) -> str:
+    header = f"| {corner} | " + " | ".join(text.columns) + " |"
+    lines = [header, "|" + "---|" * (len(text.columns) + 1)]
+    for r in text.index:
+        cells = [f"**{v}**" if best.loc[r, c] else v for c, v in text.loc[r].items()]
+        lines.append(f"| {r} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def latex(text: pd.DataFrame, best: pd.DataFrame, corner: str, caption: str) -> str:
+    def esc(s: str) -> str:
+        return (s.replace("±", r"$\pm$").replace("λ", r"$\lambda$").replace("%", r"\%").replace("_", r"\_")
+                .replace("–", "--"))
+    lines = [r"\begin{table}[t]", r"\centering", r"\small",
+             r"\begin{tabular}{l" + "c" * len(text.columns) + "}", r"\toprule",
+             esc(corner) + " & " + " & ".join(esc(c) for c in text.columns) + r" \\", r"\midrule"]
+    for r in text.index:
+        cells = [rf"\textbf{{{esc(v)}}}" if best.loc[r, c] else esc(v) for c, v in text.loc[r].items()]
+        lines.append(esc(str(r)) + " & " + " & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{esc(caption)}}}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def sds_method_order(summary: pd.DataFrame) -> list[str]:
+    sds = sorted({m for m in summary["method"] if m.startswith("SDS-CLIP")},
+                 key=lambda m: float(m.split("=")[1].rstrip(")")))
+    return ["CLIP (base)", "COCO fine-tune (λ=0)", *sds]
+
+
+def sds_clip_tables(rows: pd.DataFrame, out: Path) -> dict[str, str]:
+    summary = summarize(rows, ["backbone", "method", "metric"])
+    summary.to_csv(out / "sds_clip.csv", index=False)
+    metric_order = list(dict.fromkeys(rows["metric"]))
+    md, tex = ["# SDS-CLIP\n"], []
+    for backbone, part in summary.groupby("backbone", sort=True):
+        text, best = pivot(part, "method", "metric", sds_method_order(part), metric_order)
+        caption = f"SDS-CLIP, {backbone}: accuracy (%), best per column in bold."
+        md += [f"\n## {backbone}\n\n", markdown(text, best, "method")]
+        tex.append(latex(text, best, "method", caption))
+    (out / "sds_clip.md").write_text("".join(md))
+    (out / "sds_clip.tex").write_text("\n".join(tex))
+    return {"sds_clip": "".join(md)}
+
+
+def setting_order(settings) -> list[str]:
+    low = sorted((s for s in settings if s.startswith("lowshot-")), key=lambda s: float(s.split("-")[1]))
+    return (["full"] if "full" in settings else []) + low + sorted(s for s in settings if s.startswith("shift-"))
+
+
+def setting_label(s: str) -> str:
+    if s.startswith("lowshot-"):
+        return f"low-shot {s.split('-')[1]}%"
+    if s.startswith("shift-"):
+        return f"shift: {s.split('-', 1)[1]}"
+    return s
+
+
+def clip_td_tables(rows: pd.DataFrame, out: Path) -> None:
+    summary = summarize(rows, ["task", "metric", "method", "setting"])
+    summary.to_csv(out / "clip_td.csv", index=False)
+    md, tex = ["# CLIP-TD\n"], []
+    for (task, metric), part in summary.groupby(["task", "metric"], sort=False):
+        order = setting_order(set(part["setting"]))
+        part = part.assign(setting=part["setting"].map(setting_label))
+        methods = [m for m in METHOD_ORDER if m in set(part["method"])] + \
+            sorted(set(part["method"]) - set(METHOD_ORDER))
+        text, best = pivot(part, "method", "setting", methods, [setting_label(s) for s in order])
+        title = f"{TASKS[task].title}, {metric}"
+        md += [f"\n## {title}\n\n", markdown(text, best, "method")]
+        tex.append(latex(text, best, "method", f"CLIP-TD, {title} (%), best per column in bold."))
+    (out / "clip_td.md").write_text("".join(md))
+    (out / "clip_td.tex").write_text("\n".join(tex))
