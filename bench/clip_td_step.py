@@ -40,8 +40,9 @@ from pipeline_steps.clip_teacher import ClipTeacher, TeacherBatch
 from pipeline_steps.hardware import PRECISIONS, autocast_dtype, machine_info
 from pipeline_steps.models.clip import load_clip, model_config, save_clip
 from pipeline_steps.models.student import Student, tiny_config
-from pipeline_steps.train.clip_td import ClipTdBatchLoss, ClipTdModel
-from pipeline_steps.tasks.examples import Example
+from pipeline_steps.models.clip_td import ClipTdModel
+from pipeline_steps.tasks import Example
+from pipeline_steps.train.distill import ClipTdBatchLoss
 
 WORDS = ("red square circle left of above below blue green star cross there is a the what color "
          "is where relative to triangle yellow purple orange shape how many").split()

@@ -36,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from pipeline_steps.hardware import autocast_dtype, machine_info
 from pipeline_steps.models.clip import load_clip, model_config, save_clip
 from pipeline_steps.models.diffusion import DiffusionTeacher, build_tiny_teacher, save_teacher
-from pipeline_steps.train.loop import step_generator
+from pipeline_steps.train.schedule import step_generator
 from pipeline_steps.train.sds_clip import SdsClipModel
 
 REPO = Path(__file__).resolve().parent.parent

@@ -27,11 +27,12 @@ from pipeline_steps.evaluate.vl_tasks import evaluate_clip_td
 from pipeline_steps.hardware import AVX2_ONLY_ENV
 from pipeline_steps.metrics import accuracy, normalize_vqa_answer, vcr_accuracies, vqa_accuracy, vqa_soft_score
 from pipeline_steps.models.clip import load_clip, model_config, save_clip
+from pipeline_steps.models.clip_td import ClipTdModel, load_clip_td
 from pipeline_steps.models.student import build_tiny_student, load_student, train_vocabulary
 from pipeline_steps.tasks.examples import load_examples
 from pipeline_steps.tasks.vqa import answer_vocabulary, vqa_targets
-from pipeline_steps.train.clip_td import (ClipTdBatchLoss, ClipTdModel, instance_weights, load_clip_td, predict,
-                                          save_predictions, select_tokens, teacher_confidence, train_clip_td)
+from pipeline_steps.train.clip_td import predict, save_predictions, train_clip_td
+from pipeline_steps.train.distill import ClipTdBatchLoss, instance_weights, select_tokens, teacher_confidence
 from pipeline_steps.train.loop import LoopConfig, Trainer
 
 # --- metrics ---------------------------------------------------------------------------------------------

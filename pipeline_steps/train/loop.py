@@ -1,9 +1,10 @@
-"""The training loop every trainer shares: schedule, AMP, accumulation, checkpoints, resume, DDP.
+"""The training loop every trainer shares: AMP, accumulation, checkpoints, resume, signals.
 
-Determinism by construction: the examples of step ``s`` and every random draw inside it come
-from generators seeded by ``(seed, s)``, and the learning rate is a function of ``s``.  A resumed
-run therefore needs only the step, the weights and the optimizer state to continue exactly where
-an uninterrupted run would be.
+Determinism by construction (``schedule.py``): the examples of step ``s`` and every random draw
+inside it come from generators seeded by ``(seed, s)``, and the learning rate is a function of
+``s``.  A resumed run therefore needs only the step, the weights and the optimizer state to
+continue exactly where an uninterrupted run would be. Several processes (torchrun) split each step
+(``distributed.py``).
 
 Checkpoints (``<out>/checkpoints/step-<n>/``): ``trainable.safetensors`` (every parameter that
 trains, by name) and ``optimizer.pt`` (loaded with ``weights_only=True``), written under a temporary
@@ -19,23 +20,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
-import os
 import shutil
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from ..errors import InputError, TrainingDiverged
 from ..hardware import autocast_dtype, cpu_has_native_bf16
 from ..io import atomic_dir, atomic_write_json
-from ..seeding import rng_for
+from .distributed import Distributed
+from .outputs import training_curves
+from .schedule import batch_indices, lr_at, step_generator
 
 log = logging.getLogger(__name__)
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: "try again"
@@ -62,68 +61,6 @@ class LoopConfig:
     def from_params(cls, section: dict, seed: int) -> "LoopConfig":
         keys = cls.__dataclass_fields__
         return cls(seed=seed, **{k: v for k, v in section.items() if k in keys and k != "seed"})
-
-
-def lr_at(step: int, cfg: LoopConfig) -> float:
-    """Linear warm-up, then cosine decay to zero."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def batch_indices(step: int, n_items: int, batch_size: int, seed: int) -> np.ndarray:
-    """Indices of step ``step``'s examples: epochs are seeded permutations, the last partial batch
-    of an epoch is dropped."""
-    per_epoch = max(1, n_items // batch_size)
-    epoch, position = divmod(step, per_epoch)
-    order = rng_for(seed, "epoch", epoch).permutation(n_items)
-    if n_items < batch_size:
-        return order
-    return order[position * batch_size:(position + 1) * batch_size]
-
-
-def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
-    g = torch.Generator(device=device)
-    g.manual_seed(int(rng_for(seed, "step", step).integers(2**62)))
-    return g
-
-
-class Distributed:
-    """torchrun's environment (WORLD_SIZE, RANK): gradients are averaged by all-reduce."""
-
-    def __init__(self, device: torch.device):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def shard(self, indices: np.ndarray) -> np.ndarray:
-        return indices[self.rank::self.world]
-
-    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        if self.world == 1:
-            return
-        for p in params:
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
-                p.grad /= self.world
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every rank when it is true on one (all ranks stop at the same step)."""
-        if self.world == 1:
-            return flag
-        value = torch.tensor([float(flag)], device=device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
 
 
 class Trainer:
@@ -277,37 +214,3 @@ class Trainer:
             live.end()
         self.dist.barrier()
         return last
-
-
-def training_curves(live_dir: Path, resume: bool):
-    """The run's dvclive logger, writing the run's own folder and nothing outside it.
-
-    Stock dvclive, inside a DVC repository, opens the repository, adds its folder to git under
-    `dvc exp run`, and writes and deletes one shared signal file for an IDE extension
-    (``.dvc/tmp/exps/run/DVCLIVE_STEP_COMPLETED``) at every step and at the end. The workflow runs
-    jobs side by side: two runs ending together raced on deleting that file (FileNotFoundError),
-    and parallel git adds would race on the index. DVC records the curves through the stages'
-    outs instead, so a job never touches the repository.
-    """
-    import dvclive.live as dvclive_live
-
-    class JobLive(dvclive_live.Live):
-        def _init_dvc(self):
-            self._save_dvc_exp = False
-
-    # the IDE signal files are dvclive's only other writes outside its folder
-    dvclive_live.mark_dvclive_step_completed = lambda step: None
-    dvclive_live.cleanup_dvclive_step_completed = lambda: None
-    return JobLive(str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=False)
-
-
-def finish_model_folder(out: Path, work: Path, write_model, summary: dict) -> None:
-    """Write the model folder atomically, with the run's dvclive curves and a summary (on the
-    main process only when torchrun started several)."""
-    if int(os.environ.get("RANK", "0")) != 0:
-        return
-    with atomic_dir(out) as tmp:
-        write_model(tmp)
-        if (work / "dvclive").is_dir():
-            shutil.copytree(work / "dvclive", tmp / "dvclive")
-        atomic_write_json(tmp / "train_summary.json", summary)

@@ -24,7 +24,8 @@ from ..io import digest
 from ..models.clip import clip_contrastive_loss, load_clip, model_config, save_clip
 from ..models.diffusion import build_tiny_teacher, save_teacher
 from .data import CaptionedImages
-from .loop import LoopConfig, Trainer, finish_model_folder
+from .loop import LoopConfig, Trainer
+from .outputs import finish_model_folder
 
 log = logging.getLogger(__name__)
 

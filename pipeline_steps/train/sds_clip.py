@@ -31,7 +31,8 @@ from ..hardware import device_for
 from ..models.clip import clip_contrastive_loss, layernorm_parameters, load_clip, save_clip
 from ..models.diffusion import load_teacher
 from .data import CaptionedImages
-from .loop import LoopConfig, Trainer, finish_model_folder
+from .loop import LoopConfig, Trainer
+from .outputs import finish_model_folder
 
 
 def make_h_w(embed_dim: int, input_shape: tuple[int, ...], init_std: float, seed: int) -> torch.nn.Linear:
