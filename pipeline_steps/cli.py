@@ -224,8 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--params", action="append", required=True, type=Path,
                        help="params YAML file; repeat to override (later files win)")
         parsers[name] = p
+    # argument choices from the data registry alone: it is what every step's parser imports, so
+    # keep it small (pipeline_steps/code_deps.py)
     from .data.registry import PREPARED_DATASETS, RAW_SOURCES, TASKS
-    from .tasks import TASKS as VL_TASKS
 
     parsers["synthesize"].add_argument("--source", required=True, choices=RAW_SOURCES)
     parsers["synthesize"].add_argument("--out", required=True, type=Path, help="raw source directory")
@@ -266,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     parsers["pretrain-student"].add_argument("--prepared", required=True, type=Path, nargs="+",
                                              help="prepared coco (captions) and task datasets (vocabulary)")
     for name in ("cache-clip-features", "train-clip-td"):
-        parsers[name].add_argument("--task", required=True, choices=sorted(VL_TASKS))
+        parsers[name].add_argument("--task", required=True, choices=sorted(TASKS))
     for name in ("cache-clip-features", "train-clip-td", "evaluate-clip-td"):
         parsers[name].add_argument("--prepared", required=True, type=Path, help="prepared task dataset")
     parsers["cache-clip-features"].add_argument("--teacher", required=True, type=Path,

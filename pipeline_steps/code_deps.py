@@ -26,6 +26,8 @@ from pathlib import Path
 PACKAGE = "pipeline_steps"
 ROOT = Path(__file__).resolve().parent
 CLI = f"{PACKAGE}.cli"
+# cli functions every step runs, whatever its handler
+ALWAYS_RUN = ("main", "build_parser")
 # Files other than Python source that a module reads at run time, relative to the package.
 PACKAGE_DATA = {f"{PACKAGE}.models.clip": ("models/configs",)}
 
@@ -134,8 +136,9 @@ def step_modules(step: str) -> tuple[str, ...]:
     """The package modules ``python -m pipeline_steps <step>`` runs, sorted."""
     functions = _cli_functions()
     top = [n for n in _parsed(CLI).body if not isinstance(n, ast.FunctionDef)]
-    # the handler and the cli helpers it calls (e.g. _threads)
-    bodies, todo = {}, [_handler_name(step)]
+    # the step's handler, what every step runs (argument parsing, main) and the cli helpers they
+    # call (e.g. _threads)
+    bodies, todo = {}, [_handler_name(step), *ALWAYS_RUN]
     while todo:
         name = todo.pop()
         if name in bodies:
