@@ -171,7 +171,8 @@ def _train_cmd(root, params_file, out, work):
 def test_preempted_run_resumes_to_identical_weights(setup, tmp_path):
     params, root = setup
     params_file = tmp_path / "p.yaml"
-    params_file.write_text("sds_clip: {train: {steps: 60, batch_size: 16, lr: 1.0e-3, warmup_steps: 5, "
+    # long enough to be stopped mid-run (the signal is sent once step 2 is saved), short enough to run twice
+    params_file.write_text("sds_clip: {train: {steps: 24, batch_size: 16, lr: 1.0e-3, warmup_steps: 5, "
                            "checkpoint_every: 2, log_every: 1}}\n")
     subprocess.run(_train_cmd(root, params_file, tmp_path / "straight", tmp_path / "w1"), check=True,
                    capture_output=True)
@@ -186,7 +187,7 @@ def test_preempted_run_resumes_to_identical_weights(setup, tmp_path):
     assert proc.returncode == 75, output
     assert not (tmp_path / "resumed").exists()  # no half-written output
     stopped = max(int(p.name.split("-")[1]) for p in (tmp_path / "w2/checkpoints").glob("step-*"))
-    assert stopped < 60
+    assert stopped < 24
     second = subprocess.run(_train_cmd(root, params_file, tmp_path / "resumed", tmp_path / "w2"),
                             capture_output=True, text=True)
     assert second.returncode == 0, second.stderr[-3000:]
