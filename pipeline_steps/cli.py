@@ -115,10 +115,10 @@ def _fetch_pretrained(params: dict, args: argparse.Namespace) -> None:
         fetch_clip(spec["architecture"], spec["pretrained"], args.out)
     elif args.kind == "student":
         spec = params["models"]["student"]
-        fetch_student(spec["hub_id"], spec["revision"], args.out)
+        fetch_student(spec["hub_id"], spec["revision"], args.out, params["models"]["lock"])
     else:
         spec = params["models"]["diffusion"]
-        fetch_diffusion(spec["hub_id"], spec["revision"], args.out)
+        fetch_diffusion(spec["hub_id"], spec["revision"], args.out, params["models"]["lock"])
 
 
 def _cache_text_states(params: dict, args: argparse.Namespace) -> None:

@@ -89,6 +89,26 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def read_json_object(path: str | os.PathLike) -> dict:
+    """A JSON object from ``path``; {} when the file does not exist."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def update_json_locked(path: str | os.PathLike, key: str, value) -> None:
+    """Set ``key`` in the JSON object at ``path`` (keys kept sorted), holding an exclusive lock on a
+    sibling file: jobs side by side may record into one lock file at once."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lck"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        entries = read_json_object(path)
+        entries[key] = value
+        atomic_write_json(path, dict(sorted(entries.items())))
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -7,6 +7,7 @@ workflow (the smoke pipeline, Snakemake or DVC) are marked ``integration``, so t
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 import shutil
@@ -14,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
+import torch
 from helpers import REPO, SNAKEMAKE, copy_project, run, smoke_params
 
 WORKFLOW_FIXTURES = {"local_run", "dvc_project"}
@@ -59,3 +60,32 @@ def cluster():
     proc = subprocess.run(["bash", str(REPO / "tests/slurm/start-cluster.sh")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def world_files(small_world, tmp_path_factory):
+    """Prepared CLIP-TD tasks, a tiny CLIP teacher and a tiny student (built once)."""
+    from pipeline_steps.data.prepare import prepare
+    from pipeline_steps.models.clip import load_clip, model_config, save_clip
+    from pipeline_steps.models.student import build_tiny_student, train_vocabulary
+    from pipeline_steps.tasks.examples import load_examples
+
+    _, raw = small_world
+    root = tmp_path_factory.mktemp("clip_td")
+    for task in ("vqa", "snli_ve", "vcr"):
+        prepare(task, raw, root / task, {"shard_size_mb": 1, "texture_threshold": 8.0})
+    torch.manual_seed(0)
+    clip, _, _ = load_clip("TinyCLIP-64")
+    save_clip(clip, model_config("TinyCLIP-64"), root / "clip")
+    params = smoke_params()
+    texts = [t for task in ("vqa", "snli_ve", "vcr") for e in load_examples(task, root / task) for t in e.texts]
+    vocab = train_vocabulary(texts, 300, root / "vocab")
+    build_tiny_student(params["models"]["student"]["tiny"], vocab, 0).save(root / "student")
+    return params, root
+
+
+@pytest.fixture
+def world(world_files):
+    """(smoke params, root of world_files): the params are a fresh copy, tests change them."""
+    params, root = world_files
+    return copy.deepcopy(params), root

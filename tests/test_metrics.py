@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline_steps import metrics
+from pipeline_steps.metrics import accuracy, normalize_vqa_answer, vcr_accuracies, vqa_accuracy, vqa_soft_score
 
 
 def test_winoground_scores_hand_computed():
@@ -55,3 +56,32 @@ def test_bootstrap_ci_brackets_the_mean_and_is_deterministic():
     # n = 400 around 30%: about +-4.5 points, as the Winoground paper's CIs
     wide = metrics.bootstrap_ci(np.r_[np.ones(120), np.zeros(280)], n_boot=4000, seed=0)
     assert 0.035 < (wide[1] - wide[0]) / 2 < 0.055
+
+
+def test_vqa_accuracy_hand_computed_cases():
+    # 2 of 10 annotators agree: leave-one-out mean = (2 * 1/3 + 8 * 2/3) / 10 = 0.6
+    assert vqa_accuracy("yes", ["yes"] * 2 + ["no"] * 8) == pytest.approx(0.6)
+    assert vqa_accuracy("no", ["yes"] * 2 + ["no"] * 8) == pytest.approx(1.0)
+    assert vqa_accuracy("yes", ["yes"] + ["no"] * 9) == pytest.approx(0.3)
+    assert vqa_accuracy("yes", ["yes"] * 3 + ["no"] * 7) == pytest.approx(0.9)
+    assert vqa_accuracy("maybe", ["yes"] * 3 + ["no"] * 7) == 0.0
+    # normalisation: number words, articles, punctuation, contractions
+    answers = ["two"] * 3 + ["2"] + ["three"] * 6
+    assert vqa_accuracy("A two!", answers) == pytest.approx(1.0)
+    assert vqa_accuracy("dont", ["don't"] * 3 + ["no"] * 7) == pytest.approx(0.9)
+    assert normalize_vqa_answer("The red, cube.") == "red cube"
+    # as in the official code, identical answers are compared without normalisation
+    assert vqa_accuracy("two", ["2"] * 10) == 0.0
+    assert vqa_accuracy("2", ["2"] * 10) == 1.0
+    with pytest.raises(ValueError, match="10 human answers"):
+        vqa_accuracy("yes", ["yes"] * 9)
+    # the closed form used for the training targets
+    for matches in range(11):
+        answers = ["a"] * matches + ["b"] * (10 - matches)
+        assert vqa_accuracy("a", answers) == pytest.approx(vqa_soft_score(matches))
+
+
+def test_vcr_joint_accuracy_is_per_example_not_a_product():
+    scores = vcr_accuracies([0, 1, 2, 3], [0, 1, 0, 3], [1, 1, 1, 0], [1, 0, 1, 0])
+    assert scores == {"q2a": 0.75, "qa2r": 0.75, "q2ar": 0.5}  # the product would be 0.5625
+    assert accuracy([0, 1, 2, 2], [0, 1, 1, 2]) == 0.75

@@ -13,11 +13,11 @@ from pipeline_steps import tasks
 from pipeline_steps.clip_teacher import cache_clip_features
 from pipeline_steps.data.registry import TASKS as TASK_DATASETS
 from pipeline_steps.evaluate.vl_tasks import evaluate_clip_td
-from pipeline_steps.metrics import accuracy
+from pipeline_steps.metrics import accuracy, vqa_accuracy
 from pipeline_steps.tasks import Example, Task
 from pipeline_steps.tasks.examples import load_examples
+from pipeline_steps.tasks.vqa import answer_vocabulary, vqa_targets
 from pipeline_steps.train.clip_td import train_clip_td
-from test_clip_td import world  # noqa: F401  the prepared tasks, teacher and student
 
 
 def test_every_registered_task_has_a_prepared_dataset_and_the_whole_interface():
@@ -75,3 +75,19 @@ def test_a_new_task_is_one_module_and_a_registry_entry(world, tmp_path, monkeypa
     report = evaluate_clip_td(tmp_path / "run", root / "snli_ve", split, params["evaluate"])
     assert report["task"] == "entailed" and report["examples"] == len(ids) - 24
     assert 0 <= report["headline"]["accuracy"] <= 1
+
+
+def test_vqa_targets_are_the_official_soft_scores(world):
+    _, root = world
+    examples = load_examples("vqa", root / "vqa")[:20]
+    vocab = answer_vocabulary(examples, 1)
+    targets = vqa_targets(examples, vocab)
+    for e, row in zip(examples, targets):
+        best = vocab[int(row.argmax())]
+        assert row.max().item() == pytest.approx(vqa_accuracy(best, e.answers))
+
+
+def test_split_with_unknown_ids_names_them(world, tmp_path):
+    _, root = world
+    with pytest.raises(ValueError, match="not-an-id"):
+        load_examples("vqa", root / "vqa", ["not-an-id"])

@@ -19,16 +19,14 @@ only when complete, with ``ACQUIRED.json`` listing what went into it.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import DownloadError, SourceUnavailable, StepError
-from ..io import atomic_dir, atomic_write_json
+from ..io import atomic_dir, atomic_write_json, read_json_object, update_json_locked
 from . import cifar
 from .download import Expected, Retry, download, verify
 from .extract import extract
@@ -64,21 +62,10 @@ class Lock:
         self.path = Path(path)
 
     def read(self) -> dict[str, dict]:
-        return json.loads(self.path.read_text()) if self.path.is_file() else {}
-
-    @contextmanager
-    def _exclusive(self):
-        # several download jobs may record at once: serialise the read-modify-write
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lck"), "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            yield
+        return read_json_object(self.path)
 
     def record(self, key: str, size: int, sha256: str) -> None:
-        with self._exclusive():
-            entries = self.read()
-            entries[key] = {"size": size, "sha256": sha256}
-            atomic_write_json(self.path, dict(sorted(entries.items())))
+        update_json_locked(self.path, key, {"size": size, "sha256": sha256})
 
 
 def expected_for(source: str, f: RemoteFile, checksums: dict, lock: Lock) -> tuple[Expected, bool]:

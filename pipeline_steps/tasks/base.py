@@ -4,7 +4,7 @@ A task (one module each: ``vqa.py``, ``snli_ve.py``, ``vcr.py``; registered in `
 answers every task-specific question the training, the teacher, the evaluation and the tables ask:
 
 - ``example(record)``: the student's input texts, the labels and the text that is distilled;
-- ``outputs(examples, cfg)``: the names of the task head's outputs (VQA: the answer vocabulary);
+- ``outputs(examples, cfg, source)``: the names of the task head's outputs (VQA: the answer vocabulary);
 - ``loss(logits, examples, labels, rationale_labels, outputs)``: the task loss;
 - ``teacher_candidates`` / ``teacher_choices``: the texts the CLIP teacher judges per example, and
   ``teacher_confidence``: its confidence in the ground truth (CLIP-TD's instance weights);
