@@ -35,8 +35,8 @@ if not os.path.exists(PARAMS_FILE) or open(PARAMS_FILE).read() != _effective:
     atomic_write_text(PARAMS_FILE, _effective)
 
 
-# The params of a rule that runs one step: the command that starts it, the params file it reads, and
-# the digest of the package code it runs (pipeline_steps/code_deps.py), so that a code change reruns
+# Params of the rules that run a step (one step each), namely the command that starts the step, the
+# params file it reads and the digest of the package code it runs (pipeline_steps/code_deps.py), so that a code change reruns
 # exactly the jobs whose step reaches the edited module. Every job runs torch on one thread
 # (`threads: 1`): results do not depend on a machine's core count, and two small jobs side by side
 # finish sooner than one job on two threads (bench/README.md, end to end). Training jobs with several
