@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
 import yaml
 
-from helpers import SNAKEMAKE, copy_project, run, scontrol_job
+from helpers import SNAKEMAKE, clone_run, run, scontrol_job
 from pipeline_steps.io import tree_digest
 
 pytestmark = pytest.mark.slurm
 
 
 def test_profile_runs_every_job_through_slurm(cluster, tmp_path, local_run):
-    project = copy_project(tmp_path / "project")
+    # the smoke run's raw data and all but one prepared dataset are kept: one prepare job stands for
+    # the data stage, every later job runs again through SLURM
+    project = clone_run(local_run, tmp_path / "project")
+    for out in ("data/prepared/vqa", "data/splits", "data/features", "models", "results", "logs", "benchmarks"):
+        shutil.rmtree(project / out)
     # training-side jobs ask for one (fake) GPU, as on a real cluster; one CLIP-TD task and setting
     # (every method) keeps the run short
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -35,8 +40,9 @@ def test_profile_runs_every_job_through_slurm(cluster, tmp_path, local_run):
     # one SLURM log per job, named by its SLURM job id; the controller knows each job
     logs = sorted((project / "logs/slurm").glob("rule_*/**/*.log"))
     # every job of the DAG but the local ones (synthesis, downloads, fetches and aggregation run where
-    # Snakemake runs)
-    local = [project / "benchmarks/aggregate.tsv", *(project / "benchmarks/synthesize").glob("*.tsv")]
+    # Snakemake runs); prepare ran for the one dataset removed
+    local = [project / "benchmarks/aggregate.tsv"]
+    assert [p.name for p in (project / "benchmarks/prepare").iterdir()] == ["vqa.tsv"]
     assert all(p.is_file() for p in local)
     assert len(logs) == len(list((project / "benchmarks").rglob("*.tsv"))) - len(local)
     assert (project / "results/tables/clip_td.md").is_file()
