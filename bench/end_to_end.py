@@ -2,7 +2,7 @@
 
 Records the wall time and peak memory of the run, and the per-rule breakdown from Snakemake's own
 benchmark files (`benchmarks/**/*.tsv`: each job's wall time and peak RSS): jobs, summed seconds and
-the longest job per rule. Target (performance issue): under 15 minutes on 2 CPU cores.
+the longest job per rule. Target: at most 20 minutes on 2 CPU cores of the slowest kind (AVX2 only).
 
     python bench/end_to_end.py --out bench/results/end_to_end-cpu2.json
 """
@@ -61,7 +61,7 @@ def main() -> None:
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         rules = per_rule(project / "benchmarks")
     report = {"bench": "end_to_end", "machine": machine_info(), "cores": args.cores, "wall_s": wall, "wall_min": wall / 60,
-              "target_min": 15, "jobs": sum(r["jobs"] for r in rules.values()),
+              "target_min": 20, "jobs": sum(r["jobs"] for r in rules.values()),
               "job_seconds": sum(r["seconds"] for r in rules.values()),
               "peak_rss_mb_of_one_process": peak_mb, "rules": rules}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -186,9 +186,13 @@ def _majority_share(stats: dict) -> float:
 
 
 def load_split(path: str | Path, known_ids: set[str] | None = None) -> dict:
-    """Read a split file; with ``known_ids``, fail naming any id the dataset does not have."""
+    """Read a split file (its "train" and "eval" id lists must be non-empty); with ``known_ids``, fail
+    naming any id the dataset does not have."""
     path = Path(path)
     doc = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("train", "eval"):
+        if not isinstance(doc.get(key), list) or not doc[key]:
+            raise InputError(f"{path}: '{key}' must be a non-empty list of record ids")
     if known_ids is not None:
         unknown = sorted({i for part in ("train", "eval") for i in doc[part]} - known_ids)
         if unknown:

@@ -15,7 +15,8 @@ import numpy as np
 from ..errors import InputError, MissingInput
 from ..metrics import with_ci
 from ..tasks import get_task
-from ..tasks.examples import PREDICTIONS, load_examples, read_split
+from ..splits import load_split
+from ..tasks.examples import PREDICTIONS, load_examples
 
 
 def read_predictions(model_folder: Path, eval_ids: list[str], split_file: str | Path) -> np.ndarray:
@@ -36,7 +37,7 @@ def evaluate_clip_td(model_folder: str | Path, prepared: str | Path, split_file:
     model_folder = Path(model_folder)
     meta = json.loads((model_folder / "task.json").read_text())
     task = meta["task"]
-    split = read_split(split_file)
+    split = load_split(split_file)
     examples = load_examples(task, prepared, split["eval"])
     logits = read_predictions(model_folder, split["eval"], split_file)
     boot = eval_cfg["bootstrap"]

@@ -1,4 +1,5 @@
-"""A task's examples from its prepared dataset, and the split files that choose them.
+"""A task's examples from its prepared dataset (the split files that choose them are read by
+``pipeline_steps.splits.load_split``).
 
 Each labelled prepared record becomes an :class:`~pipeline_steps.tasks.base.Example` through its
 task's ``example`` (``vqa.py``, ``snli_ve.py``, ``vcr.py``).
@@ -6,7 +7,6 @@ task's ``example`` (``vqa.py``, ``snli_ve.py``, ``vcr.py``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..data.shards import PreparedDataset
@@ -30,11 +30,3 @@ def load_examples(task: str, prepared: str | Path, ids: list[str] | None = None)
         raise InputError(f"{len(unknown)} ids of the split are not labelled records of {prepared}: "
                          f"{unknown[:5]}")
     return [spec.example(records[i]) for i in ids]
-
-
-def read_split(path: str | Path) -> dict:
-    split = json.loads(Path(path).read_text())
-    for key in ("train", "eval"):
-        if not isinstance(split.get(key), list) or not split[key]:
-            raise InputError(f"{path}: '{key}' must be a non-empty list of record ids")
-    return split

@@ -21,8 +21,9 @@ from ..clip_teacher import ClipFeatureCache, ClipTeacher
 from ..data.shards import PreparedDataset
 from ..models.clip_td import ClipTdModel
 from ..models.student import load_student
+from ..splits import load_split
 from ..tasks import Example, get_task
-from ..tasks.examples import PREDICTIONS, load_examples, read_split
+from ..tasks.examples import PREDICTIONS, load_examples
 from .distill import ClipTdBatchLoss
 from .loop import LoopConfig, Trainer
 from .outputs import finish_model_folder
@@ -56,7 +57,7 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
         raise ParamsError(f"clip_td.methods has no method {method_name!r}")
     method = cfg["methods"][method_name]
     device = device_for()
-    split = read_split(split_file)
+    split = load_split(split_file)
     examples = load_examples(task, prepared, split["train"])
     outputs = get_task(task).outputs(examples, cfg, str(split_file))
     torch.manual_seed(seed)
