@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from .errors import InputError, MissingInput
 from .data.shards import PreparedDataset
-from .io import atomic_dir, dumps_json
+from .io import CacheRows, atomic_dir, dumps_json
 from .models.student import words_of
 from .tasks import Example, get_task
 from .tasks.examples import load_examples
@@ -230,19 +230,15 @@ class ClipFeatureCache:
         if not (folder / "summary.json").is_file():
             raise MissingInput(f"{folder} is not a CLIP-TD teacher cache; run the features stage")
         self.summary = json.loads((folder / "summary.json").read_text())
-        self.arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
-        self.row = {i: n for n, i in enumerate(json.loads((folder / "ids.json").read_text()))}
+        self.cache = CacheRows(folder, ARRAYS, "teacher cache")
         self.image_of = np.asarray(json.loads((folder / "image_of.json").read_text()))
 
     def batch(self, ids: list[str]) -> TeacherBatch:
-        missing = [i for i in ids if i not in self.row]
-        if missing:
-            raise KeyError(f"examples {missing[:5]} are not in the teacher cache; rebuild it")
-        rows = np.asarray([self.row[i] for i in ids])
+        rows = self.cache.rows(ids)
         image_rows = self.image_of[rows]
 
         def take(name: str, index: np.ndarray, dtype=torch.float32) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(self.arrays[name][index])).to(dtype)
+            return torch.from_numpy(np.ascontiguousarray(self.cache.arrays[name][index])).to(dtype)
 
         return TeacherBatch(take("image_tokens", image_rows), take("image_pooled", image_rows),
                             take("words", rows), take("word_mask", rows, torch.bool),

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .data.shards import PreparedDataset
-from .io import atomic_dir, dumps_json
+from .io import CacheRows, atomic_dir, dumps_json
 from .models.diffusion import load_teacher
 from .hardware import device_for
 
@@ -48,13 +48,7 @@ class TextStateCache:
     """Read the cached states of caption record ids (memory-mapped)."""
 
     def __init__(self, folder: str | Path):
-        folder = Path(folder)
-        self.states = np.load(folder / "states.npy", mmap_mode="r")
-        self.row = {i: n for n, i in enumerate(json.loads((folder / "ids.json").read_text()))}
+        self.cache = CacheRows(folder, ["states"], "text-state cache")
 
     def get(self, ids: list[str]) -> torch.Tensor:
-        missing = [i for i in ids if i not in self.row]
-        if missing:
-            raise KeyError(f"captions {missing[:5]} are not in the text-state cache; rebuild it")
-        rows = np.asarray([self.row[i] for i in ids])
-        return torch.from_numpy(np.ascontiguousarray(self.states[rows]))
+        return torch.from_numpy(np.ascontiguousarray(self.cache.arrays["states"][self.cache.rows(ids)]))

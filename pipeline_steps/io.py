@@ -109,6 +109,28 @@ def update_json_locked(path: str | os.PathLike, key: str, value) -> None:
         atomic_write_json(path, dict(sorted(entries.items())))
 
 
+class CacheRows:
+    """A cache folder's arrays (``<name>.npy``, memory-mapped) and the row of each record id
+    (``ids.json``): the one reader of the SD text-state and CLIP teacher caches."""
+
+    def __init__(self, folder: str | os.PathLike, arrays: Iterable[str], what: str):
+        import numpy as np
+
+        folder = Path(folder)
+        self.what = what
+        self.arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in arrays}
+        self.row = {i: n for n, i in enumerate(json.loads((folder / "ids.json").read_text()))}
+
+    def rows(self, ids: list[str]):
+        """The rows of ``ids``, failing on any id the cache does not hold."""
+        import numpy as np
+
+        missing = [i for i in ids if i not in self.row]
+        if missing:
+            raise KeyError(f"{missing[:5]} are not in the {self.what}; rebuild it")
+        return np.asarray([self.row[i] for i in ids])
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
