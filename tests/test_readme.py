@@ -70,6 +70,7 @@ EXERCISED_ELSEWHERE = {
     "dvc push": ["tests/test_dvc.py::test_dvc_push_and_pull_through_the_default_local_remote"],
     "dvc pull": ["tests/test_dvc.py::test_dvc_push_and_pull_through_the_default_local_remote"],
     "dvc commit": ["tests/test_dvc.py::test_a_run_made_with_snakemake_alone_is_recorded_by_dvc_commit"],
+    'pytest -m "not integration and not slurm"': ["tests/test_readme.py::test_the_fast_loop_leaves_out_every_workflow_run"],
     "snakemake --rerun-incomplete": [
         "tests/test_faults.py::test_killed_workflow_resumes_with_rerun_incomplete_without_redoing_finished_jobs"],
     "snakemake --unlock": [
@@ -230,3 +231,16 @@ def test_tests_the_readme_names_exist():
         assert (REPO / "tests" / file).is_file(), file
         if function:
             source_of(f"tests/{file}::{function}")
+
+
+def test_the_fast_loop_leaves_out_every_workflow_run():
+    """The README's fast loop selects the unit tests of a module and none that runs the workflow
+    (collected on two files, as the selection is per test)."""
+    files = ["tests/test_grid.py", "tests/test_workflow.py"]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "not integration and not slurm", "--collect-only",
+                           "-q", "-p", "no:cacheprovider", *files], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    selected = [line for line in proc.stdout.splitlines() if "::" in line]
+    # every test of the grid module; none of the workflow's, which all run Snakemake
+    assert selected and all(line.startswith("tests/test_grid.py::") for line in selected), proc.stdout
+    assert re.search(r"\((\d+) deselected\)", proc.stdout), proc.stdout
