@@ -11,16 +11,16 @@ more. Their transitive closure, read statically from the source (``ast``), is th
   ``tests/test_code_deps.py``.
 
 Imports are followed wherever they appear in a module (a lazy import inside a function runs too),
-except in ``cli.py``, where only the step's own handler counts. Package ``__init__.py`` files on the
-way are included: they run on import.
+except in ``cli.py``, where only the step's own handler and what every step runs (``main``, the
+argument parser) count. Package ``__init__.py`` files on the way are included: they run on import.
 """
 
 from __future__ import annotations
 
 import ast
-import re
 import functools
 import hashlib
+import re
 from pathlib import Path
 
 PACKAGE = "pipeline_steps"
@@ -66,7 +66,7 @@ def _resolve(module: str, node: ast.ImportFrom) -> list[str]:
     return found
 
 
-def _imports_in(module: str, nodes: list[ast.AST]) -> set[str]:
+def imports_in(module: str, nodes: list[ast.AST]) -> set[str]:
     found: set[str] = set()
     for tree in nodes:
         for node in ast.walk(tree):
@@ -85,7 +85,7 @@ def _parsed(module: str) -> ast.Module:
 @functools.lru_cache(maxsize=None)
 def direct_imports(module: str) -> frozenset[str]:
     """Package modules ``module`` imports anywhere in its source, with their parent packages."""
-    found = _imports_in(module, [_parsed(module)])
+    found = imports_in(module, [_parsed(module)])
     return frozenset(_with_parents(found) - {module})
 
 
@@ -110,11 +110,11 @@ def closure(modules: set[str] | frozenset[str]) -> set[str]:
     return seen
 
 
-def _cli_functions() -> dict[str, ast.FunctionDef]:
+def cli_functions() -> dict[str, ast.FunctionDef]:
     return {n.name: n for n in _parsed(CLI).body if isinstance(n, ast.FunctionDef)}
 
 
-def _handler_name(step: str) -> str:
+def handler_name(step: str) -> str:
     """The handler of a step in ``cli.STEPS`` (``"train-clip-td": (_train_clip_td, ...)``)."""
     for node in _parsed(CLI).body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "STEPS" for t in node.targets):
@@ -134,11 +134,11 @@ def step_names() -> list[str]:
 @functools.lru_cache(maxsize=None)
 def step_modules(step: str) -> tuple[str, ...]:
     """The package modules ``python -m pipeline_steps <step>`` runs, sorted."""
-    functions = _cli_functions()
+    functions = cli_functions()
     top = [n for n in _parsed(CLI).body if not isinstance(n, ast.FunctionDef)]
     # the step's handler, what every step runs (argument parsing, main) and the cli helpers they
     # call (e.g. _threads)
-    bodies, todo = {}, [_handler_name(step), *ALWAYS_RUN]
+    bodies, todo = {}, [handler_name(step), *ALWAYS_RUN]
     while todo:
         name = todo.pop()
         if name in bodies:
@@ -146,7 +146,7 @@ def step_modules(step: str) -> tuple[str, ...]:
         bodies[name] = functions[name]
         todo += [n.func.id for n in ast.walk(functions[name])
                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in functions]
-    entry = _imports_in(CLI, top + list(bodies.values())) | {CLI, f"{PACKAGE}.__main__"}
+    entry = imports_in(CLI, top + list(bodies.values())) | {CLI, f"{PACKAGE}.__main__"}
     # cli's own imports are followed only through the modules it names, not through cli again
     found = {CLI, f"{PACKAGE}.__main__"}
     for name in entry - {CLI, f"{PACKAGE}.__main__"}:

@@ -84,8 +84,8 @@ print(json.dumps(result))
 
 def test_the_static_closure_holds_every_module_python_loads():
     """What Python really imports for each step's handler is inside the closure read from the source."""
-    functions = code_deps._cli_functions()
-    handler_imports = {step: sorted(code_deps._imports_in(code_deps.CLI, [functions[code_deps._handler_name(step)]]))
+    functions = code_deps.cli_functions()
+    handler_imports = {step: sorted(code_deps.imports_in(code_deps.CLI, [functions[code_deps.handler_name(step)]]))
                        for step in code_deps.step_names()}
     proc = subprocess.run([sys.executable, "-c", PROBE], input=json.dumps(handler_imports), capture_output=True,
                           text=True, cwd=REPO, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
