@@ -108,7 +108,7 @@ def clip_td_case() -> dict:
         teacher = ClipTeacher(tmp, device)
     out: dict = {"student": "ViLT-B/32", "teacher": "ViT-B-16 (online)", "batch_size": 1,
                  "build_s": time.perf_counter() - start,
-                 "parameters": {"student": count(student.model), "teacher": count(teacher.model)},
+                 "parameters": {"student": count(student), "teacher": count(teacher.model)},
                  "shapes": {"student_image": student.image_size, "student_patches": student.grid ** 2,
                             "student_text_positions": student.max_text_len}}
     cfg = {"teacher": {"max_words": 24}, "weighting": {"snli_temperature": 2.0},
