@@ -3,7 +3,9 @@
 
 from snakemake.utils import min_version, validate
 
-from pipeline_steps.config import validate as validate_params
+import sys
+
+from pipeline_steps.config import check_configfile_flags, validate as validate_params
 
 min_version("9.0")
 
@@ -14,6 +16,7 @@ configfile: "params.yaml"
 report: "workflow/report/workflow.rst"
 
 
+check_configfile_flags(sys.argv)
 # Our validator first: its errors name the key path (splits.lowshot.fractions[2]: ...).
 validate_params(config, "configuration (params.yaml + --configfile/--config overrides)")
 validate(config, "workflow/schemas/params.schema.yaml")

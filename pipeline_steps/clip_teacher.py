@@ -116,10 +116,10 @@ class ClipTeacher:
         """(every token projected (B, L, D), pooled (B, D)), as ``CLIP.encode_text`` computes them."""
         from open_clip.transformer import text_global_pool
 
+        from .models.clip import text_token_states
+
         m = self.model
-        ids = ids.to(self.device)
-        x = m.token_embedding(ids) + m.positional_embedding
-        x = m.ln_final(m.transformer(x, attn_mask=m.attn_mask))
+        x, ids = text_token_states(m, ids.to(self.device))
         pooled = text_global_pool(x, ids, m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
         return x @ m.text_projection, pooled @ m.text_projection
 
@@ -146,6 +146,15 @@ class ClipTeacher:
                  candidates=None) -> TeacherBatch:
         """``candidates``: the task's ``teacher_candidates`` (VQA: candidate answers per type)."""
         image_tokens, image_pooled = self.image_features(images)
+        words, mask, text_pooled, logits, targets = self.example_features(task, examples, image_pooled, max_words,
+                                                                          candidates)
+        return TeacherBatch(image_tokens, image_pooled, words, mask, text_pooled, logits, targets)
+
+    @torch.no_grad()
+    def example_features(self, task: str, examples: list[Example], image_pooled: torch.Tensor, max_words: int,
+                         candidates=None) -> tuple[torch.Tensor, ...]:
+        """What depends on each example's texts: (words, word mask, text pooled, choice logits,
+        choice target), given its image's pooled feature (row ``b`` for example ``b``)."""
         words, mask, text_pooled = self.text_features([e.distill_text for e in examples], max_words)
         choice_texts, targets = get_task(task).teacher_choices(examples, candidates)
         width = max(len(c) for c in choice_texts)
@@ -155,8 +164,7 @@ class ClipTeacher:
         for b, c in enumerate(choice_texts):
             logits[b, :len(c)] = self.logit_scale * flat[row:row + len(c)] @ image_pooled[b]
             row += len(c)
-        return TeacherBatch(image_tokens, image_pooled, words, mask.to(self.device), text_pooled, logits,
-                            torch.tensor(targets, device=self.device))
+        return words, mask.to(self.device), text_pooled, logits, torch.tensor(targets, device=self.device)
 
 
 # --- the cache ---------------------------------------------------------------------------------------
@@ -181,34 +189,37 @@ def cache_clip_features(task: str, clip_folder: str | Path, prepared: str | Path
                                                              shape=(n, *shape_rest))
                 arrays[name][rows] = value.cpu().numpy().astype(dtype)
 
-            # per example: texts, choices (images are re-read per batch; they are small)
-            width = 1
-            per_example = []
-            for start in range(0, len(examples), batch_size):
-                chunk = examples[start:start + batch_size]
-                feats = teacher.features(task, chunk, [data.image(e.image) for e in chunk], max_words,
-                                         candidates)
-                rows = slice(start, start + len(chunk))
-                n = len(examples)
-                store("words", rows, feats.words, feats.words.shape[1:], n, np.float16)
-                store("word_mask", rows, feats.word_mask, feats.word_mask.shape[1:], n, np.bool_)
-                store("text_pooled", rows, feats.text_pooled, feats.text_pooled.shape[1:], n, np.float16)
-                store("choice_target", rows, feats.choice_target, (), n, np.int64)
-                per_example.append(feats.choice_logits.cpu())
-                width = max(width, feats.choice_logits.shape[1])
-            logits = torch.full((len(examples), width), float("-inf"))
-            row = 0
-            for block in per_example:
-                logits[row:row + len(block), :block.shape[1]] = block
-                row += len(block)
-            np.save(tmp / "choice_logits.npy", logits.numpy().astype(np.float32))
-            # per image
+            # per image (once, however many examples share it), then per example: texts and choices
+            image_pooled = []
             for start in range(0, len(image_keys), batch_size):
                 keys = image_keys[start:start + batch_size]
                 tokens, pooled = teacher.image_features([data.image(k) for k in keys])
                 rows = slice(start, start + len(keys))
                 store("image_tokens", rows, tokens, tokens.shape[1:], len(image_keys), np.float16)
                 store("image_pooled", rows, pooled, pooled.shape[1:], len(image_keys), np.float16)
+                image_pooled.append(pooled)
+            image_pooled = torch.cat(image_pooled)
+            width = 1
+            per_example = []
+            for start in range(0, len(examples), batch_size):
+                chunk = examples[start:start + batch_size]
+                pooled = image_pooled[[image_row[e.image] for e in chunk]]
+                words, word_mask, text_pooled, choice_logits, choice_target = teacher.example_features(
+                    task, chunk, pooled, max_words, candidates)
+                rows = slice(start, start + len(chunk))
+                n = len(examples)
+                store("words", rows, words, words.shape[1:], n, np.float16)
+                store("word_mask", rows, word_mask, word_mask.shape[1:], n, np.bool_)
+                store("text_pooled", rows, text_pooled, text_pooled.shape[1:], n, np.float16)
+                store("choice_target", rows, choice_target, (), n, np.int64)
+                per_example.append(choice_logits.cpu())
+                width = max(width, choice_logits.shape[1])
+            logits = torch.full((len(examples), width), float("-inf"))
+            row = 0
+            for block in per_example:
+                logits[row:row + len(block), :block.shape[1]] = block
+                row += len(block)
+            np.save(tmp / "choice_logits.npy", logits.numpy().astype(np.float32))
             for a in arrays.values():
                 a.flush()
             (tmp / "ids.json").write_text(json.dumps([e.id for e in examples]))

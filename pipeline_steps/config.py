@@ -66,6 +66,17 @@ def validate(params: Any, source: str = "params") -> dict:
     return params
 
 
+def check_configfile_flags(argv: list[str]) -> None:
+    """Refuse several ``--configfile`` flags: Snakemake keeps only the last one's files (its option
+    takes a list, and a second flag replaces the first), so ``--configfile presets/paper.yaml
+    --configfile site.yaml`` would run without the preset, silently. One flag takes several files."""
+    flags = [a for a in argv if a in ("--configfile", "--configfiles") or a.startswith("--configfile=")]
+    if len(flags) > 1:
+        raise ParamsError(f"{len(flags)} --configfile flags: Snakemake would read only the last one's files. "
+                          f"List the files after one flag, merged left to right: "
+                          f"--configfile presets/paper.yaml site.yaml")
+
+
 def deep_merge(base: dict, override: dict) -> dict:
     """Override nested keys the way Snakemake merges --configfile files: dicts merge, the rest replaces."""
     merged = copy.deepcopy(base)

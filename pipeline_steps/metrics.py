@@ -27,6 +27,21 @@ def winoground_correct(scores) -> dict[str, np.ndarray]:
     return {"text": text, "image": image, "group": text & image}
 
 
+def winoground_diagnostics(scores) -> dict[str, np.ndarray]:
+    """Per-example diagnostics beside the three scores (``scores[n, c, i]`` as above).
+
+    pairwise_text / pairwise_image: the fraction of the example's two caption (image) comparisons
+    won by the right one, chance 0.5; same_caption_wins: one caption beats the other on both images
+    (a caption-level offset, not binding); same_image_wins: one image wins for both captions.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    c0_i0, c0_i1, c1_i0, c1_i1 = s[:, 0, 0], s[:, 0, 1], s[:, 1, 0], s[:, 1, 1]
+    return {"pairwise_text": ((c0_i0 > c1_i0).astype(float) + (c1_i1 > c0_i1)) / 2,
+            "pairwise_image": ((c0_i0 > c0_i1).astype(float) + (c1_i1 > c1_i0)) / 2,
+            "same_caption_wins": (c0_i0 > c1_i0) == (c0_i1 > c1_i1),
+            "same_image_wins": (c0_i0 > c0_i1) == (c1_i0 > c1_i1)}
+
+
 def winoground_scores(scores) -> dict[str, float]:
     """{"text", "image", "group"} as fractions of examples."""
     return {k: float(v.mean()) if len(v) else float("nan") for k, v in winoground_correct(scores).items()}

@@ -6,6 +6,7 @@ import torch
 
 from pipeline_steps.clip_teacher import ClipFeatureCache, ClipTeacher, cache_clip_features
 from pipeline_steps.data.shards import PreparedDataset
+from pipeline_steps.models.clip import encode_text
 from pipeline_steps.tasks.examples import load_examples
 
 
@@ -37,3 +38,8 @@ def test_cached_teacher_features_equal_the_online_ones(world, tmp_path):
     text = teacher.text_features([example.distill_text], 24)[2]
     assert torch.allclose(text, teacher.model.encode_text(teacher.tokenizer([example.distill_text]),
                                                           normalize=True), atol=1e-5)
+    # the text tower run on the batch's own length (what evaluation uses) is CLIP's encode_text
+    ids = teacher.tokenizer(["a cube!", "is the red ball left of the small blue cube ?", ""])
+    assert ids.shape[1] == teacher.context
+    assert torch.allclose(encode_text(teacher.model, ids, normalize=True),
+                          teacher.model.encode_text(ids, normalize=True), atol=1e-6)

@@ -11,8 +11,8 @@ from helpers import REPO, SNAKEMAKE, copy_project, run
 from pipeline_steps import config
 
 
-def write(tmp_path, text):
-    path = tmp_path / "override.yaml"
+def write(tmp_path, text, name="override.yaml"):
+    path = tmp_path / name
     path.write_text(text)
     return path
 
@@ -78,6 +78,13 @@ def test_snakemake_start_up_names_the_key(tmp_path):
     proc = run(SNAKEMAKE + ["-n", "--configfile", str(bad)], cwd=project, check=False)
     assert proc.returncode != 0
     assert "splits.lowshot.fractions[2]: 1.5 is greater than the maximum of 1" in proc.stdout + proc.stderr
+
+    # a second --configfile flag would drop the first file silently (Snakemake keeps the last flag's)
+    site = write(tmp_path, "sds_clip: {seeds: [0]}", "site.yaml")
+    proc = run(SNAKEMAKE + ["-n", "--configfile", "presets/paper.yaml", "--configfile", str(site)],
+               cwd=project, check=False)
+    assert proc.returncode != 0
+    assert "2 --configfile flags: Snakemake would read only the last one's files" in proc.stdout + proc.stderr
 
 
 def test_aro_leaves_out_the_official_symmetric_relations_in_paper_mode_and_none_of_the_synthetic_ones():

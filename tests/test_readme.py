@@ -45,6 +45,7 @@ EXERCISED_ELSEWHERE = {
     "snakemake -n --configfile presets/paper.yaml": [
         "tests/test_workflow.py::test_the_paper_preset_dry_runs_the_full_grids_with_gpus"],
     "snakemake --profile slurm": ["tests/test_slurm.py::test_profile_runs_every_job_through_slurm"],
+    "snakemake --cores 2 --configfile presets/paper.yaml rehearsal.yaml": ["tests/test_paper_rehearsal.py::rehearse"],
     # the paper grid through the profile: submitted on the local cluster (smoke size) and dry-run in full
     "snakemake --profile slurm --configfile presets/paper.yaml": [
         "tests/test_slurm.py::test_profile_runs_every_job_through_slurm",
@@ -185,7 +186,10 @@ def test_the_smoke_command_is_the_world_the_tests_ran(local_run, tmp_path):
     default = tmp_path / "default-params.yaml"
     shutil.copy(REPO / "params.yaml", default)
     command = "snakemake --cores 2 --configfile tests/smoke-params.yaml"
-    proc = run(SNAKEMAKE + ["--configfile", str(default)] + command.split()[1:], cwd=project)
+    # the default params first, in the same flag (a second --configfile flag would replace the first)
+    words = command.split()[1:]
+    flag = words.index("--configfile")
+    proc = run(SNAKEMAKE + words[:flag + 1] + [str(default)] + words[flag + 1:], cwd=project)
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 

@@ -6,8 +6,10 @@ For each file of ``registry.REMOTE[source]``:
    used as is;
 2. ``manual`` files (licence forms) are taken from ``data.manual.<source>`` or the downloads folder,
    or from the mirror when one is set; when absent, the error says exactly what to download;
-3. otherwise the file is downloaded from ``data.mirror`` (``<mirror>/<host>/<path>``, Drive files as
-   ``<mirror>/drive.google.com/<id>/<name>``) or from its publisher (Google Drive through gdown);
+3. otherwise the file is downloaded: a Hugging Face Hub file (Winoground) from ``HF_ENDPOINT`` when
+   that is set, as the model fetches are; any file from ``data.mirror`` (``<mirror>/<host>/<path>``,
+   Drive files as ``<mirror>/drive.google.com/<id>/<name>``); or from its publisher (Google Drive
+   through gdown);
    gated files send ``HF_TOKEN`` as a bearer token, which never appears in any message or file.
 
 Every file is checked against its size and hashes: the registry's published values, a
@@ -30,7 +32,7 @@ from ..io import atomic_dir, atomic_write_json, read_json_object, update_json_lo
 from . import cifar
 from .download import Expected, Retry, download, verify
 from .extract import extract
-from .registry import GDRIVE, MANUAL, REMOTE, TOKEN, RemoteFile
+from .registry import GDRIVE, HUB_URL, MANUAL, REMOTE, TOKEN, RemoteFile
 
 log = logging.getLogger(__name__)
 TOKEN_ENV = "HF_TOKEN"
@@ -116,6 +118,15 @@ def _gdown(f: RemoteFile, dest: Path, expected: Expected) -> tuple[int, str]:
     return result
 
 
+def source_url(f: RemoteFile, mirror: str) -> str:
+    """Where ``f`` is downloaded from: a file on the Hugging Face Hub from ``HF_ENDPOINT`` when it is
+    set (the site's hub mirror, the one the model fetches use), else the data mirror, else its publisher."""
+    endpoint = (os.environ.get("HF_ENDPOINT") or "").rstrip("/")
+    if endpoint and f.url.startswith(HUB_URL):
+        return f"{endpoint}/{f.url.removeprefix(HUB_URL)}"
+    return f"{mirror}/{f.mirror_path}" if mirror else f.url
+
+
 def obtain(source: str, f: RemoteFile, cfg: dict, downloads: Path, checksums: dict,
            lock: Lock) -> tuple[Path, int, str]:
     """A verified local copy of ``f`` with its size and sha256; downloads it when needed."""
@@ -146,7 +157,7 @@ def obtain(source: str, f: RemoteFile, cfg: dict, downloads: Path, checksums: di
         if token is None:
             raise SourceUnavailable(f"{source}: {TOKEN_ENV} is not set. {REMOTE[source].how_to_get}")
         headers["Authorization"] = f"Bearer {token}"
-    url = f"{mirror}/{f.mirror_path}" if mirror else f.url
+    url = source_url(f, mirror)
     log.info("downloading %s from %s", f.name, url)
     try:
         if f.access == GDRIVE and not mirror:

@@ -65,6 +65,7 @@ OPEN, TOKEN, MANUAL, GDRIVE = "open", "token", "manual", "gdrive"
 # time; no commit was at hand when this was written, so "main" is read and the lock file pins the
 # bytes of the first download: set the commit here once you have access.
 WINOGROUND_REVISION = "main"
+HUB_URL = "https://huggingface.co/"  # files under it are read from HF_ENDPOINT when that is set
 SUGARCREPE_COMMIT = "0047054b243992f0fad63d6f64f7544862daf846"
 COCO_ZIPS = "http://images.cocodataset.org/zips"
 BLIP = "https://storage.googleapis.com/sfr-vision-language-research/datasets"
@@ -141,9 +142,9 @@ REMOTE: dict[str, RemoteSource] = {
                   "https://forms.illinois.edu/sec/229675, download flickr30k-images.tar.gz from the link you "
                   "receive"),
     "winoground": RemoteSource("pipeline_steps.data.winoground", (
-        RemoteFile("examples.jsonl", "https://huggingface.co/datasets/facebook/winoground/resolve/"
+        RemoteFile("examples.jsonl", f"{HUB_URL}datasets/facebook/winoground/resolve/"
                    f"{WINOGROUND_REVISION}/data/examples.jsonl", TOKEN),
-        RemoteFile("images.zip", "https://huggingface.co/datasets/facebook/winoground/resolve/"
+        RemoteFile("images.zip", f"{HUB_URL}datasets/facebook/winoground/resolve/"
                    f"{WINOGROUND_REVISION}/data/images.zip", TOKEN, extract=True, include=("images/*",)),
     ), how_to_get="Winoground is gated on the Hugging Face Hub: log in at "
                   "https://huggingface.co/datasets/facebook/winoground and accept its terms, create a read "

@@ -17,7 +17,7 @@ from .. import metrics
 from ..grid import evaluated_datasets
 from ..seeding import rng_for
 from ..data.shards import PreparedDataset
-from ..models.clip import load_clip
+from ..models.clip import encode_text, load_clip
 from .perturbations import Tagger, perturbations, pre_caption
 
 
@@ -42,7 +42,7 @@ class ClipEmbedder:
         out = []
         for i in range(0, len(texts), self.batch_size):
             tokens = self.tokenizer(list(texts[i:i + self.batch_size])).to(self.device)
-            out.append(self.model.encode_text(tokens, normalize=True).float().cpu())
+            out.append(encode_text(self.model, tokens, normalize=True).float().cpu())
         return torch.cat(out).numpy()
 
     def text_table(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, int]]:
@@ -67,14 +67,16 @@ def winoground(data: PreparedDataset, emb: ClipEmbedder, boot: dict) -> dict:
 
 
 def winoground_report(scores: np.ndarray, records: list[dict], boot: dict) -> dict:
-    """Text/image/group with CIs overall, per collapsed_tag and per num_main_preds."""
+    """Text/image/group with CIs overall, per collapsed_tag and per num_main_preds; the diagnostics overall."""
     correct = metrics.winoground_correct(scores)
 
     def block(mask) -> dict:
         return {k: _ci(v[mask], boot) for k, v in correct.items()}
 
     everything = np.ones(len(records), dtype=bool)
-    report = {"n": len(records), "overall": block(everything), "by_collapsed_tag": {}, "by_num_main_preds": {}}
+    report = {"n": len(records), "overall": block(everything),
+              "diagnostics": {k: _ci(v, boot) for k, v in metrics.winoground_diagnostics(scores).items()},
+              "by_collapsed_tag": {}, "by_num_main_preds": {}}
     for field, name in (("collapsed_tag", "by_collapsed_tag"), ("num_main_preds", "by_num_main_preds")):
         for value in sorted({r[field] for r in records}):
             report[name][str(value)] = block(np.array([r[field] == value for r in records]))

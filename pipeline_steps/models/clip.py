@@ -70,6 +70,32 @@ def save_clip(model: torch.nn.Module, model_cfg: dict, out_dir: str | Path,
     return out_dir
 
 
+def text_token_states(model, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(every token after ``ln_final`` (B, L, W), the ids it was computed from), as ``encode_text``
+    computes them, on fewer positions where that changes nothing: with causal attention and the
+    end token (the largest id) pooled, no position sees a later one, so the padding after the
+    batch's last end token is dropped. Texts of ~15 tokens then cost 15 positions instead of 77."""
+    attn_mask = model.attn_mask
+    if model.text_pool_type == "argmax" and attn_mask is not None:
+        length = int(ids.argmax(dim=-1).max()) + 1
+        ids, attn_mask = ids[:, :length], attn_mask[:length, :length]
+    cast = model.transformer.get_cast_dtype()
+    x = model.token_embedding(ids).to(cast) + model.positional_embedding[:ids.shape[1]].to(cast)
+    return model.ln_final(model.transformer(x, attn_mask=attn_mask)), ids
+
+
+def encode_text(model, ids: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """``model.encode_text(ids)`` of an open_clip CLIP, computed on the texts' own length."""
+    from open_clip.transformer import text_global_pool
+
+    if not hasattr(model, "token_embedding"):  # a text tower of another kind: its own method
+        return model.encode_text(ids, normalize=normalize)
+    x, ids = text_token_states(model, ids)
+    x = text_global_pool(x, ids, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    x = model.text_projection(x) if isinstance(model.text_projection, torch.nn.Linear) else x @ model.text_projection
+    return F.normalize(x, dim=-1) if normalize else x
+
+
 def layernorm_parameters(model: torch.nn.Module, scope: str) -> list[tuple[str, torch.nn.Parameter]]:
     """LayerNorm weights and biases of both towers (``both``) or the image tower (``image``)."""
     if scope not in ("both", "image"):
