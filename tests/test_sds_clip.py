@@ -81,6 +81,39 @@ def test_sds_gradient_reaches_h_w_and_clip_through_the_chain_rule(setup):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in image_tower)
 
 
+def test_gradient_norms_are_those_of_each_loss_and_leave_the_update_unchanged(setup):
+    """The logged norms choose the lambda grid: they must be the norms of L_CLIP's and L_SDS's own
+    gradients, and measuring them must not change the step."""
+    params, root = setup
+    model = SdsClipModel(root / "clip", root / "teacher", params["sds_clip"], 0, torch.device("cpu"))
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    texts = model.tokenizer(["a red square left of a blue circle"] * 4)
+    context = model.teacher.encode_text(["a red square left of a blue circle"] * 4)
+    cfg = params["sds_clip"]["sds"]
+    ln, h_w = list(model.ln_params.values()), list(model.h_w.parameters())
+
+    def grads(lam, measure):
+        for p in model.trainable().values():
+            p.grad = None
+        loss, metrics = model.loss(images, texts, context, lam, cfg, torch.Generator().manual_seed(1),
+                                   gradient_norms=measure)
+        loss.backward()
+        return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in ln + h_w], metrics
+
+    clip_only, logged = grads(0.0, measure=True)
+    assert set(logged) == {"loss_clip", "loss", "grad_norm_clip_ln"}
+    norm = lambda gs: float(torch.sqrt(sum((g ** 2).sum() for g in gs)))  # noqa: E731
+    assert logged["grad_norm_clip_ln"] == pytest.approx(norm(clip_only[:len(ln)]), rel=1e-5)
+    both, logged = grads(2.0, measure=True)
+    unmeasured, _ = grads(2.0, measure=False)
+    assert all(torch.equal(a, b) for a, b in zip(both, unmeasured))
+    # the total gradient is g_clip + lambda * g_sds: the logged L_SDS norms are of g_sds, unweighted
+    sds_part = [(b - c) / 2.0 for b, c in zip(both, clip_only)]
+    assert logged["grad_norm_sds_ln"] == pytest.approx(norm(sds_part[:len(ln)]), rel=1e-4)
+    assert logged["grad_norm_sds_h_w"] == pytest.approx(norm(sds_part[len(ln):]), rel=1e-4)
+    assert logged["grad_norm_sds_h_w"] > 0 and logged["grad_norm_clip_ln"] > 0
+
+
 def test_full_and_sds_gradients_agree_in_direction(setup):
     params, root = setup
     model = SdsClipModel(root / "clip", root / "teacher", params["sds_clip"], 0, torch.device("cpu"))

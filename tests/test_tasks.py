@@ -24,6 +24,7 @@ def test_every_registered_task_has_a_prepared_dataset_and_the_whole_interface():
     assert list(tasks.TASKS) == list(TASK_DATASETS)
     for name, task in tasks.TASKS.items():
         assert task.name == name and task.title and task.figure_metric in task.headline
+        assert task.figure_label.endswith("(%)") and "_" not in task.figure_label
         for method in ("example", "outputs", "loss", "teacher_confidence", "report"):
             assert getattr(type(task), method) is not getattr(Task, method), (name, method)
     with pytest.raises(ValueError, match="known: vqa, snli_ve, vcr"):

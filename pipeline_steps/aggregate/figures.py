@@ -46,7 +46,7 @@ def figure_lowshot(rows: pd.DataFrame, out: Path) -> list[Path]:
             ax.fill_between(x, 100 * g.min().to_numpy(), 100 * g.max().to_numpy(), alpha=0.2)
         ax.set_xscale("log")
         ax.set_xlabel("training data (% of the full split)")
-        ax.set_ylabel(f"{TASKS[task].figure_metric} (%)")
+        ax.set_ylabel(TASKS[task].figure_label)
         ax.set_title(TASKS[task].title)
     axes[0][0].legend()
     return _save(fig, out, "clip_td_lowshot")
@@ -88,7 +88,7 @@ def figure_shift(rows: pd.DataFrame, out: Path) -> list[Path]:
         get = lambda f: [[100 * getattr(cell[(m, s)], f) if (m, s) in cell else np.nan for s in settings]  # noqa: E731
                          for m in methods]
         _bars(ax, [setting_label(s) for s in settings], methods, get("mean"), get("ci_low"), get("ci_high"))
-        ax.set_ylabel(f"{TASKS[task].figure_metric} (%)")
+        ax.set_ylabel(TASKS[task].figure_label)
         ax.set_title(TASKS[task].title)
     _legend_below(fig, axes[0][0], 3)
     return _save(fig, out, "clip_td_shift")
@@ -132,6 +132,9 @@ def figure_lambda(rows: pd.DataFrame, out: Path) -> list[Path]:
     return _save(fig, out, "sds_clip_lambda")
 
 
+NORMALIZATION_LABELS = {"empty_caption": "normalised", "none": "raw"}
+
+
 def figure_teacher(rows: pd.DataFrame, teacher_reports: dict[str, dict], out: Path) -> list[Path]:
     """The diffusion teacher's own Winoground score next to base CLIP and SDS-CLIP runs."""
     import matplotlib.pyplot as plt
@@ -140,11 +143,14 @@ def figure_teacher(rows: pd.DataFrame, teacher_reports: dict[str, dict], out: Pa
     part = summarize(rows[rows["metric"].str.startswith("Winoground")], ["backbone", "method", "metric"])
     names, means, lows, highs = [], [], [], []
     for name, report in teacher_reports.items():
-        names.append(f"diffusion teacher ({name})")
-        vals = [report["overall"][k] for k in kinds]
-        means.append([100 * v["value"] for v in vals])
-        lows.append([100 * v["ci_low"] for v in vals])
-        highs.append([100 * v["ci_high"] for v in vals])
+        # both scorings: raw denoising errors and less the empty caption's (DiffusionITM)
+        scorings = report.get("by_normalization", {"as reported": report})
+        for scoring, block in scorings.items():
+            names.append(f"diffusion teacher ({name}), {NORMALIZATION_LABELS.get(scoring, scoring)}")
+            vals = [block["overall"][k] for k in kinds]
+            means.append([100 * v["value"] for v in vals])
+            lows.append([100 * v["ci_low"] for v in vals])
+            highs.append([100 * v["ci_high"] for v in vals])
     for (backbone, method), g in part.groupby(["backbone", "method"], sort=False):
         g = g.set_index("metric")
         names.append(f"{backbone}: {method}")

@@ -43,6 +43,7 @@ class Task:
     title: str  # tables and figures
     headline: tuple[str, ...]  # report keys shown in the tables
     figure_metric: str  # the one the figures show
+    figure_label: str  # its axis label, in words with the unit
 
     def example(self, record: dict) -> Example:
         raise NotImplementedError

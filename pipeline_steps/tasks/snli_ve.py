@@ -20,6 +20,7 @@ class SnliVe(Task):
     title = "SNLI-VE"
     headline = ("accuracy",)
     figure_metric = "accuracy"
+    figure_label = "accuracy (%)"
 
     def example(self, record: dict) -> Example:
         return Example(record["id"], record["image"], [record["hypothesis"]], 0, label=LABELS.index(record["label"]))

@@ -31,6 +31,7 @@ class Vcr(Task):
     title = "VCR"
     headline = ("q2a", "qa2r", "q2ar")
     figure_metric = "q2ar"
+    figure_label = "Q→AR accuracy (%)"
 
     def example(self, record: dict) -> Example:
         objects = record["objects"]

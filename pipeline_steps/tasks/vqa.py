@@ -56,6 +56,7 @@ class VQA(Task):
     title = "VQA v2"
     headline = ("vqa_accuracy",)
     figure_metric = "vqa_accuracy"
+    figure_label = "VQA accuracy (%)"
 
     def example(self, record: dict) -> Example:
         return Example(record["id"], record["image"], [record["question"]], 0,

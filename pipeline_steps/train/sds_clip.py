@@ -101,17 +101,39 @@ class SdsClipModel:
         return named
 
     def loss(self, images: torch.Tensor, texts: torch.Tensor, context: torch.Tensor | None, lam: float,
-             sds_cfg: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+             sds_cfg: dict, generator: torch.Generator, gradient_norms: bool = False) -> tuple[torch.Tensor, dict]:
         image_emb = self.clip.encode_image(images)
         text_emb = self.clip.encode_text(texts)
         l_clip = clip_contrastive_loss(image_emb, text_emb, self.clip.logit_scale)
         metrics = {"loss_clip": l_clip.item()}
         if lam == 0:
+            if gradient_norms:
+                metrics |= self.gradient_norms(l_clip, None)
             return l_clip, {**metrics, "loss": l_clip.item()}
         z = self.h_w(image_emb).view(len(images), *self.teacher.input_shape)
         l_sds, mse = sds_loss(z, self.teacher.unet, context, self.alphas, sds_cfg, generator)
+        if gradient_norms:
+            metrics |= self.gradient_norms(l_clip, l_sds)
         # the sds surrogate's value means nothing: report L_CLIP + lambda * denoising MSE
         return l_clip + lam * l_sds, {**metrics, "denoise_mse": mse, "loss": l_clip.item() + lam * mse}
+
+    def gradient_norms(self, l_clip: torch.Tensor, l_sds: torch.Tensor | None) -> dict[str, float]:
+        """L2 norms of each loss's gradient (unweighted by lambda) at the trained LayerNorms and at h_w.
+
+        Their ratio says which lambda lets L_SDS move the update: lambda ~ |g_clip| / |g_sds| at the
+        LayerNorms puts both terms on the same scale.  h_w gets no L_CLIP gradient.
+        """
+        ln = list(self.ln_params.values())
+
+        def norm(loss, params) -> float:
+            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+            return float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)))
+
+        out = {"grad_norm_clip_ln": norm(l_clip, ln)}
+        if l_sds is not None:
+            out["grad_norm_sds_ln"] = norm(l_sds, ln)
+            out["grad_norm_sds_h_w"] = norm(l_sds, list(self.h_w.parameters()))
+        return out
 
 
 def train_sds_clip(cfg: dict, lam: float, seed: int, clip_folder: str | Path, teacher_dir: str | Path,
@@ -133,7 +155,9 @@ def train_sds_clip(cfg: dict, lam: float, seed: int, clip_folder: str | Path, te
         context = None
         if cache is not None:
             context = cache.get([data.ids[i] for i in indices]).to(device, torch.float32)
-        return model.loss(images, texts, context, lam, cfg["sds"], generator)
+        # the gradient norms cost two more backward passes: only on the steps that are logged
+        logged = (step + 1) % loop_cfg.log_every == 0 or step + 1 == loop_cfg.steps
+        return model.loss(images, texts, context, lam, cfg["sds"], generator, gradient_norms=logged)
 
     model.clip.train()
     last = Trainer(work, loop_cfg, model.trainable(), len(data), loss_fn, device,
