@@ -1,4 +1,5 @@
-"""CLIP-TD evaluation (evaluate/vl_tasks.py): scores a run's saved predictions, refuses other ids."""
+"""CLIP-TD evaluation (evaluate/vl_tasks.py): scores a run's saved predictions and its blank-image
+baseline, refuses other ids."""
 
 from __future__ import annotations
 
@@ -26,9 +27,14 @@ def test_evaluation_scores_the_saved_predictions_and_refuses_other_ids(world, tm
     logits = np.zeros((6, 3), dtype=np.float32)
     for i, e in enumerate(examples):
         logits[i, e.label if i < 4 else (e.label + 1) % 3] = 1
-    save_predictions(run / "predictions.npz", ids, logits)
+    # with blanked images, right on the first example only
+    blank = np.roll(logits, 1, axis=1)
+    blank[0] = logits[0]
+    save_predictions(run / "predictions.npz", ids, logits, blank)
     report = evaluate_clip_td(run, root / "snli_ve", split, params["evaluate"])
     assert report["accuracy"]["value"] == pytest.approx(4 / 6) and report["examples"] == 6
-    save_predictions(run / "predictions.npz", ids[::-1], logits)
+    assert report["blank_image"]["headline"] == {"accuracy": pytest.approx(1 / 6)}
+    assert report["blank_image"]["accuracy"]["ci_low"] <= 1 / 6 <= report["blank_image"]["accuracy"]["ci_high"]
+    save_predictions(run / "predictions.npz", ids[::-1], logits, blank)
     with pytest.raises(ValueError, match=f"other ids than the evaluation ids of {split}"):
         evaluate_clip_td(run, root / "snli_ve", split, params["evaluate"])

@@ -30,7 +30,7 @@ from pipeline_steps.grid import clip_td_runs, sds_run_name
 
 TOKEN = "hf_rehearsal_token_9051"
 CLIP = "ViT-B-32-quickgelu"
-METHODS = ["finetune", "naive", "targeted"]
+METHODS = ["blank_image", "finetune", "naive", "targeted"]  # sorted
 WINOGROUND = "datasets/facebook/winoground"
 
 # the paper preset's grid, cut to one point per rule: one backbone, the lambda=0 control and one

@@ -7,7 +7,8 @@ curves in the model folders.  Outputs (``aggregate(...)``):
 - ``tables/sds_clip.{csv,md,tex}``: per backbone, rows base CLIP / COCO fine-tune (lambda = 0) /
   SDS-CLIP (each lambda > 0); columns Winoground text/image/group, ARO VG-R / VG-A / COCO-Ord /
   Flickr-Ord, SugarCrepe mean and each zero-shot set.
-- ``tables/clip_td.{csv,md,tex}``: per task (and VCR metric), rows finetune / naive / targeted;
+- ``tables/clip_td.{csv,md,tex}``: per task (and VCR metric), rows finetune / naive / targeted and
+  the image-ablated baseline (``blank_image``: finetune with the images blanked, never marked best);
   columns full, each low-shot fraction, each domain shift.
 - ``figures/*.{png,svg}``: low-shot curves, domain-shift bars, Winoground/ARO bars with CIs, the
   lambda sweep, the teacher's score next to CLIP's, training curves.

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..grid import parse_clip_td_run
 from ..tasks import TASKS
-from .reports import METHOD_ORDER, summarize
+from .reports import BLANK_IMAGE, METHOD_ORDER, summarize
 from .tables import sds_method_order, setting_label, setting_order
 
 STYLE = {"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
@@ -42,8 +42,10 @@ def figure_lowshot(rows: pd.DataFrame, out: Path) -> list[Path]:
         for method in [m for m in METHOD_ORDER if m in set(part["method"])]:
             g = part[part["method"] == method].groupby("fraction")["value"]
             x, mean = g.mean().index, 100 * g.mean().to_numpy()
-            ax.plot(x, mean, marker="o", label=method)
-            ax.fill_between(x, 100 * g.min().to_numpy(), 100 * g.max().to_numpy(), alpha=0.2)
+            # the image-ablated baseline as a grey dashed line: the floor the image must lift
+            style = {"color": "grey", "linestyle": "--"} if method == BLANK_IMAGE else {}
+            line, = ax.plot(x, mean, marker="o", label=method, **style)
+            ax.fill_between(x, 100 * g.min().to_numpy(), 100 * g.max().to_numpy(), alpha=0.2, color=line.get_color())
         ax.set_xscale("log")
         ax.set_xlabel("training data (% of the full split)")
         ax.set_ylabel(TASKS[task].figure_label)

@@ -10,7 +10,9 @@ import pandas as pd
 
 from ..grid import parse_clip_td_run, parse_sds_run
 
-METHOD_ORDER = ["finetune", "naive", "targeted"]
+# the finetune run evaluated with every image blanked: what the student gets from the text alone
+BLANK_IMAGE = "blank_image"
+METHOD_ORDER = ["finetune", "naive", "targeted", BLANK_IMAGE]
 
 def _ci(entry: dict) -> tuple[float, float, float]:
     return entry["value"], entry.get("ci_low", np.nan), entry.get("ci_high", np.nan)
@@ -56,12 +58,16 @@ def clip_td_rows(metrics_root: Path) -> pd.DataFrame:
         if run is None:
             continue
         report = json.loads(path.read_text())
-        for metric, value in report["headline"].items():
-            ci = report.get(f"{metric}_ci") or (report.get(metric) if isinstance(report.get(metric), dict) else {})
-            rows.append({"task": run.task, "setting": run.setting, "method": run.method,
-                         "seed": run.seed, "metric": metric, "value": value,
-                         "ci_low": ci.get("ci_low", np.nan), "ci_high": ci.get("ci_high", np.nan),
-                         "examples": report["examples"]})
+        blocks = [(run.method, report)]
+        if run.method == "finetune" and "blank_image" in report:
+            blocks.append((BLANK_IMAGE, report["blank_image"]))  # the image-ablated baseline
+        for method, block in blocks:
+            for metric, value in block["headline"].items():
+                ci = block.get(f"{metric}_ci") or (block.get(metric) if isinstance(block.get(metric), dict) else {})
+                rows.append({"task": run.task, "setting": run.setting, "method": method,
+                             "seed": run.seed, "metric": metric, "value": value,
+                             "ci_low": ci.get("ci_low", np.nan), "ci_high": ci.get("ci_high", np.nan),
+                             "examples": report["examples"]})
     return pd.DataFrame(rows)
 
 

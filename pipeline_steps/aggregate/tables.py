@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..tasks import TASKS
-from .reports import METHOD_ORDER, summarize
+from .reports import BLANK_IMAGE, METHOD_ORDER, summarize
 
 def cell_text(row: pd.Series) -> str:
     if row["seeds"] > 1:
@@ -18,14 +18,18 @@ def cell_text(row: pd.Series) -> str:
     return f"{100 * row['mean']:.1f}"
 
 
-def pivot(summary: pd.DataFrame, index: str, columns: str, row_order: list, column_order: list):
-    """(text table, best-per-column mask) with rows and columns in the given order."""
+def pivot(summary: pd.DataFrame, index: str, columns: str, row_order: list, column_order: list,
+          baselines: tuple = ()):
+    """(text table, best-per-column mask) with rows and columns in the given order; ``baselines``
+    rows are shown but never marked best."""
     text = summary.assign(text=summary.apply(cell_text, axis=1)).pivot(index=index, columns=columns, values="text")
     means = summary.pivot(index=index, columns=columns, values="mean")
     rows = [r for r in row_order if r in text.index]
     cols = [c for c in column_order if c in text.columns]
     text, means = text.loc[rows, cols], means.loc[rows, cols]
-    best = means.eq(means.max(axis=0), axis=1) & (len(rows) > 1)
+    contenders = means.drop(index=[r for r in baselines if r in means.index])
+    best = means.eq(contenders.max(axis=0), axis=1) & (len(contenders) > 1)
+    best.loc[[r for r in baselines if r in best.index]] = False
     return text.fillna("–"), best
 
 
@@ -95,7 +99,8 @@ def clip_td_tables(rows: pd.DataFrame, out: Path) -> None:
         part = part.assign(setting=part["setting"].map(setting_label))
         methods = [m for m in METHOD_ORDER if m in set(part["method"])] + \
             sorted(set(part["method"]) - set(METHOD_ORDER))
-        text, best = pivot(part, "method", "setting", methods, [setting_label(s) for s in order])
+        text, best = pivot(part, "method", "setting", methods, [setting_label(s) for s in order],
+                           baselines=(BLANK_IMAGE,))
         title = f"{TASKS[task].title}, {metric}"
         md += [f"\n## {title}\n\n", markdown(text, best, "method")]
         tex.append(latex(text, best, "method", f"CLIP-TD, {title} (%), best per column in bold."))

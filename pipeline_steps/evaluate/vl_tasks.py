@@ -1,5 +1,6 @@
 """Evaluation of a CLIP-TD student on its split's evaluation ids: VQA accuracy, SNLI-VE accuracy,
-VCR Q->A / QA->R / Q->AR, each with a bootstrap CI over examples, and per-group breakdowns.
+VCR Q->A / QA->R / Q->AR, each with a bootstrap CI over examples, and per-group breakdowns; the same
+headline metrics with every image blanked (``blank_image``: what the text alone gives).
 
 The training job writes the run's logits on the evaluation ids (``predictions.npz``) while its
 model is in memory; this step scores them against the labels, with numpy alone.
@@ -19,17 +20,19 @@ from ..splits import load_split
 from ..tasks.examples import PREDICTIONS, load_examples
 
 
-def read_predictions(model_folder: Path, eval_ids: list[str], split_file: str | Path) -> np.ndarray:
-    """The run's (N, outputs) logits, in the order of ``eval_ids``."""
+def read_predictions(model_folder: Path, eval_ids: list[str], split_file: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The run's (N, outputs) logits with the images and with them blanked, in the order of ``eval_ids``."""
     path = model_folder / PREDICTIONS
     if not path.is_file():
         raise MissingInput(f"{path} is missing: the run folder was not written by train-clip-td")
     with np.load(path, allow_pickle=False) as saved:
-        ids, logits = saved["ids"].tolist(), saved["logits"]
+        if "blank_image_logits" not in saved.files:
+            raise InputError(f"{path} has no blank-image predictions (an older run folder); train the run again")
+        ids, logits, blank = saved["ids"].tolist(), saved["logits"], saved["blank_image_logits"]
     if ids != eval_ids:
         raise InputError(f"{path} holds predictions for other ids than the evaluation ids of {split_file}; "
                          f"train the run again on this split")
-    return logits
+    return logits, blank
 
 
 def evaluate_clip_td(model_folder: str | Path, prepared: str | Path, split_file: str | Path,
@@ -39,9 +42,13 @@ def evaluate_clip_td(model_folder: str | Path, prepared: str | Path, split_file:
     task = meta["task"]
     split = load_split(split_file)
     examples = load_examples(task, prepared, split["eval"])
-    logits = read_predictions(model_folder, split["eval"], split_file)
+    logits, blank = read_predictions(model_folder, split["eval"], split_file)
     boot = eval_cfg["bootstrap"]
     ci = lambda values: with_ci(values, boot["n"], boot["seed"], boot["alpha"])  # noqa: E731
     report: dict = {"task": task, "split": Path(split_file).stem, "examples": len(examples)}
     report.update(get_task(task).report(logits, examples, meta["outputs"], ci))
+    # the image-ablated baseline: the same model with every image blanked (headline metrics, CIs)
+    ablated = get_task(task).report(blank, examples, meta["outputs"], ci)
+    report["blank_image"] = {k: v for k, v in ablated.items()
+                             if k == "headline" or k.removesuffix("_ci") in ablated["headline"]}
     return report

@@ -97,6 +97,8 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
     # evaluation job then needs no model (and none of torch's start-up)
     eval_examples = load_examples(task, prepared, split["eval"])
     logits = predict(model, eval_examples, data, loop_cfg.batch_size, batch_loss.max_words)
+    # and with every image blanked: what the student gets from the text alone
+    blank = predict(model, eval_examples, data, loop_cfg.batch_size, batch_loss.max_words, blank_images=True)
     data.close()
 
     def write(folder: Path) -> None:
@@ -105,7 +107,7 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
                   folder / "head.safetensors")
         (folder / "task.json").write_text(json.dumps(
             {"task": task, "outputs": outputs, "max_words": batch_loss.max_words}, indent=1))
-        save_predictions(folder / PREDICTIONS, split["eval"], logits.numpy())
+        save_predictions(folder / PREDICTIONS, split["eval"], logits.numpy(), blank.numpy())
 
     summary = {"task": task, "method": method_name, "method_config": method, "seed": seed,
                "split": Path(split_file).name, "train_examples": len(examples), "steps": loop_cfg.steps,
@@ -115,15 +117,21 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
     return summary
 
 
-def save_predictions(path: Path, ids: list[str], logits: np.ndarray) -> None:
-    """The evaluation ids and the model's (N, outputs) logits, as plain arrays (no pickle)."""
-    np.savez(path, ids=np.array(ids, dtype=str), logits=logits.astype(np.float32))
+def save_predictions(path: Path, ids: list[str], logits: np.ndarray, blank_image_logits: np.ndarray) -> None:
+    """The evaluation ids and the model's (N, outputs) logits, with the images and with them blanked,
+    as plain arrays (no pickle)."""
+    np.savez(path, ids=np.array(ids, dtype=str), logits=logits.astype(np.float32),
+             blank_image_logits=blank_image_logits.astype(np.float32))
 
 
 @torch.no_grad()
 def predict(model: ClipTdModel, examples: list[Example], data: PreparedDataset, batch_size: int,
-            max_words: int) -> torch.Tensor:
-    """(N, outputs) logits; VCR: (N, 8) scores of the Q->A and QA->R texts."""
+            max_words: int, blank_images: bool = False) -> torch.Tensor:
+    """(N, outputs) logits; VCR: (N, 8) scores of the Q->A and QA->R texts.
+
+    ``blank_images``: every image replaced by the normalisation mean (zeros at the student's input),
+    the image-ablated baseline: a student that scores as well without the image does not use it.
+    """
     out = []
     dev = next(model.parameters()).device
     for start in range(0, len(examples), batch_size):
@@ -132,6 +140,8 @@ def predict(model: ClipTdModel, examples: list[Example], data: PreparedDataset, 
         texts = [t for e in batch for t in e.texts]
         tokens, _, _ = model.student.tokenize(texts, max_words)
         pixels = model.student.pixels([data.image(e.image) for e in batch]).to(dev)
+        if blank_images:
+            pixels = torch.zeros_like(pixels)
         enc = model.student(pixels, tokens["input_ids"].to(dev), tokens["attention_mask"].to(dev),
                             texts_per_image=per)
         logits = model.head(enc.pooled).float().cpu()
