@@ -14,7 +14,7 @@ curves in the model folders.  Outputs (``aggregate(...)``):
   lambda sweep, the teacher's score next to CLIP's, training curves.
 - ``metrics.json`` (DVC metrics) and ``plots/*.csv`` (DVC plots).
 
-Cells are percentages: ``mean ± sd`` over seeds when there are several, else the value with its 95%
+Cells are percentages: ``mean ± sd (n=seeds)`` over seeds when there are several, else the value with its 95%
 bootstrap CI; the best value of each column (within a table) is marked (bold).  The CSVs are tidy
 (one row per cell) with mean, sd, seeds, ci_low and ci_high (per-seed bounds averaged).
 """

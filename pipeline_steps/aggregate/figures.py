@@ -30,7 +30,8 @@ def _save(fig, out: Path, name: str) -> list[Path]:
 
 
 def figure_lowshot(rows: pd.DataFrame, out: Path) -> list[Path]:
-    """Headline metric vs training fraction (full = 100%), one line per method, band = min..max over seeds."""
+    """Headline metric vs training fraction (full = 100%), one line per method (mean over seeds),
+    band = +- sd over seeds."""
     import matplotlib.pyplot as plt
 
     tasks = [t for t in TASKS if t in set(rows["task"])]
@@ -45,12 +46,14 @@ def figure_lowshot(rows: pd.DataFrame, out: Path) -> list[Path]:
             # the image-ablated baseline as a grey dashed line: the floor the image must lift
             style = {"color": "grey", "linestyle": "--"} if method == BLANK_IMAGE else {}
             line, = ax.plot(x, mean, marker="o", label=method, **style)
-            ax.fill_between(x, 100 * g.min().to_numpy(), 100 * g.max().to_numpy(), alpha=0.2, color=line.get_color())
+            sd = 100 * g.std().fillna(0.0).to_numpy()
+            ax.fill_between(x, mean - sd, mean + sd, alpha=0.2, color=line.get_color())
         ax.set_xscale("log")
         ax.set_xlabel("training data (% of the full split)")
         ax.set_ylabel(TASKS[task].figure_label)
-        ax.set_title(TASKS[task].title)
-    axes[0][0].legend()
+        seeds = int(part.groupby(["method", "fraction"]).size().max()) if len(part) else 0
+        ax.set_title(f"{TASKS[task].title} ({seeds} seed{'s' if seeds != 1 else ''}; band: ± sd)", fontsize=9)
+    axes[0][0].legend(fontsize=7)
     return _save(fig, out, "clip_td_lowshot")
 
 
@@ -75,29 +78,39 @@ def _legend_below(fig, ax, n: int) -> None:
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=min(n, 3), fontsize=7)
 
 
+def _whiskers(part: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """``part`` (a summary) with the error-bar bounds ``low``/``high``, and what they are: +- sd over
+    seeds where there are several, else the 95% bootstrap CI of the one run."""
+    seeds = int(part["seeds"].max()) if len(part) else 1
+    if seeds > 1:
+        return part.assign(low=part["mean"] - part["sd"], high=part["mean"] + part["sd"]), f"± sd over {seeds} seeds"
+    return part.assign(low=part["ci_low"], high=part["ci_high"]), "95% bootstrap CI, 1 seed"
+
+
 def figure_shift(rows: pd.DataFrame, out: Path) -> list[Path]:
-    """Full vs each domain shift per task, bars per method; error bars = 95% bootstrap CI."""
+    """Full vs each domain shift per task, bars per method; error bars: +- sd over seeds (95% CI for one seed)."""
     import matplotlib.pyplot as plt
 
     tasks = [t for t in TASKS if t in set(rows["task"])]
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.2), squeeze=False, layout="constrained")
     for ax, task in zip(axes[0], tasks):
-        part = summarize(rows[(rows["task"] == task) & (rows["metric"] == TASKS[task].figure_metric)
-                              & rows["setting"].str.match(r"full|shift-")], ["method", "setting"])
+        part, whiskers = _whiskers(summarize(rows[(rows["task"] == task) & (rows["metric"] == TASKS[task].figure_metric)
+                                                  & rows["setting"].str.match(r"full|shift-")], ["method", "setting"]))
         settings = setting_order(set(part["setting"]))
         methods = [m for m in METHOD_ORDER if m in set(part["method"])]
         cell = {(r.method, r.setting): r for r in part.itertuples()}
         get = lambda f: [[100 * getattr(cell[(m, s)], f) if (m, s) in cell else np.nan for s in settings]  # noqa: E731
                          for m in methods]
-        _bars(ax, [setting_label(s) for s in settings], methods, get("mean"), get("ci_low"), get("ci_high"))
+        _bars(ax, [setting_label(s) for s in settings], methods, get("mean"), get("low"), get("high"))
         ax.set_ylabel(TASKS[task].figure_label)
-        ax.set_title(TASKS[task].title)
-    _legend_below(fig, axes[0][0], 3)
+        ax.set_title(f"{TASKS[task].title} (error bars: {whiskers})", fontsize=9)
+    _legend_below(fig, axes[0][0], 4)
     return _save(fig, out, "clip_td_shift")
 
 
 def figure_compositional(rows: pd.DataFrame, out: Path) -> list[Path]:
-    """Winoground and ARO per backbone: base CLIP / COCO fine-tune / SDS-CLIP with 95% CIs."""
+    """Winoground and ARO per backbone: base CLIP / COCO fine-tune / SDS-CLIP, error bars +- sd over
+    seeds (95% CIs for one seed)."""
     import matplotlib.pyplot as plt
 
     metrics = [m for m in dict.fromkeys(rows["metric"]) if m.startswith(("Winoground", "ARO"))]
@@ -105,14 +118,14 @@ def figure_compositional(rows: pd.DataFrame, out: Path) -> list[Path]:
     fig, axes = plt.subplots(len(backbones), 1, figsize=(7.5, 0.4 + 2.9 * len(backbones)), squeeze=False,
                              layout="constrained")
     for ax, backbone in zip(axes[:, 0], backbones):
-        part = summarize(rows[rows["backbone"] == backbone], ["method", "metric"])
+        part, whiskers = _whiskers(summarize(rows[rows["backbone"] == backbone], ["method", "metric"]))
         methods = sds_method_order(part)
         cell = {(r.method, r.metric): r for r in part.itertuples()}
         get = lambda f: [[100 * getattr(cell[(m, k)], f) if (m, k) in cell else np.nan for k in metrics]  # noqa: E731
                          for m in methods]
-        _bars(ax, metrics, methods, get("mean"), get("ci_low"), get("ci_high"))
+        _bars(ax, metrics, methods, get("mean"), get("low"), get("high"))
         ax.set_ylabel("accuracy (%)")
-        ax.set_title(f"{backbone}: compositional benchmarks (error bars: 95% bootstrap CI)")
+        ax.set_title(f"{backbone}: compositional benchmarks (error bars: {whiskers})")
     _legend_below(fig, axes[0][0], len(methods))
     return _save(fig, out, "sds_clip_compositional")
 

@@ -12,7 +12,7 @@ from .reports import BLANK_IMAGE, METHOD_ORDER, summarize
 
 def cell_text(row: pd.Series) -> str:
     if row["seeds"] > 1:
-        return f"{100 * row['mean']:.1f} ± {100 * row['sd']:.1f}"
+        return f"{100 * row['mean']:.1f} ± {100 * row['sd']:.1f} (n={row['seeds']})"
     if np.isfinite(row["ci_low"]):
         return f"{100 * row['mean']:.1f} [{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]"
     return f"{100 * row['mean']:.1f}"
