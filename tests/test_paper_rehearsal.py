@@ -33,11 +33,12 @@ CLIP = "ViT-B-32-quickgelu"
 METHODS = ["blank_image", "finetune", "naive", "targeted"]  # sorted
 WINOGROUND = "datasets/facebook/winoground"
 
-# the paper preset's grid, cut to one point per rule: one backbone, the lambda=0 control and one
-# lambda; every task and method at one low-shot fraction and one seed (the splits rule still builds
-# every split: full, low-shot and the shifts); steps and batches of two
+# the paper preset's grid, cut to one point per rule: one backbone and one lambda (the lambda=0
+# control runs the same rules); every task and method at one low-shot fraction and one seed (the
+# splits rule still builds every split: full, low-shot and the shifts); CIFAR-10 zero-shot (the
+# CIFAR-100 files go through the same rules, checked in tests/test_acquire.py); steps and batches of two
 SIZES = {
-    "sds_clip": {"backbones": ["vit-b-32"], "lambdas": [0, 1.0e-3], "seeds": [0],
+    "sds_clip": {"backbones": ["vit-b-32"], "lambdas": [1.0e-3], "seeds": [0],
                  "train": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 1, "log_every": 1}},
     "clip_td": {"settings": ["lowshot"], "lowshot_fractions": [0.5], "seeds": [0],
                 "teacher": {"clip": "vit-b-32", "batch_size": 8, "vqa_candidates": 4},
@@ -45,7 +46,8 @@ SIZES = {
                 "task_train": {"vcr": {"batch_size": 2}, "vqa": {"steps": 2, "warmup_steps": 1}}},
     "splits": {"lowshot": {"fractions": [0.5], "seeds": [0]}},
     "prepare": {"shard_size_mb": 0.05},
-    "evaluate": {"batch_size": 16, "bootstrap": {"n": 50}, "teacher_score": {"timesteps": [250, 750]}},
+    "evaluate": {"batch_size": 16, "bootstrap": {"n": 50}, "teacher_score": {"timesteps": [250, 750]},
+                 "zeroshot": {"datasets": ["zeroshot_cifar10"]}},
 }
 
 
@@ -106,10 +108,9 @@ def test_paper_mode_runs_every_rule_against_the_published_formats(mirrors, tmp_p
 
     # every run of the grid is in the results, with every metric of its evaluation
     metrics = json.loads((project / "results/metrics.json").read_text())
-    assert set(metrics["sds_clip"]["vit-b-32"]) == {"base", "lam0", "lam0.001"}
+    assert set(metrics["sds_clip"]["vit-b-32"]) == {"base", "lam0.001"}
     for values in metrics["sds_clip"]["vit-b-32"].values():
-        assert {"winoground_group", "aro_vg_r", "aro_vg_a", "sugarcrepe", "zero_shot_cifar10",
-                "zero_shot_cifar100"} <= set(values)
+        assert {"winoground_group", "aro_vg_r", "aro_vg_a", "sugarcrepe", "zero_shot_cifar10"} <= set(values)
         assert all(0 <= v <= 1 for v in values.values())
     runs = clip_td_runs(config["clip_td"], config["splits"])
     assert len(runs) == 9
