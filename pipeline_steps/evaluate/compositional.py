@@ -66,6 +66,12 @@ def winoground(data: PreparedDataset, emb: ClipEmbedder, boot: dict) -> dict:
     return winoground_report(scores, records, boot)
 
 
+def winoground_overall(scores: np.ndarray, boot: dict) -> dict:
+    """{"overall": text/image/group, "diagnostics": pairwise and same-winner rates}, each with its CI."""
+    return {"overall": {k: _ci(v, boot) for k, v in metrics.winoground_correct(scores).items()},
+            "diagnostics": {k: _ci(v, boot) for k, v in metrics.winoground_diagnostics(scores).items()}}
+
+
 def winoground_report(scores: np.ndarray, records: list[dict], boot: dict) -> dict:
     """Text/image/group with CIs overall, per collapsed_tag and per num_main_preds; the diagnostics overall."""
     correct = metrics.winoground_correct(scores)
@@ -73,10 +79,7 @@ def winoground_report(scores: np.ndarray, records: list[dict], boot: dict) -> di
     def block(mask) -> dict:
         return {k: _ci(v[mask], boot) for k, v in correct.items()}
 
-    everything = np.ones(len(records), dtype=bool)
-    report = {"n": len(records), "overall": block(everything),
-              "diagnostics": {k: _ci(v, boot) for k, v in metrics.winoground_diagnostics(scores).items()},
-              "by_collapsed_tag": {}, "by_num_main_preds": {}}
+    report = {"n": len(records), **winoground_overall(scores, boot), "by_collapsed_tag": {}, "by_num_main_preds": {}}
     for field, name in (("collapsed_tag", "by_collapsed_tag"), ("num_main_preds", "by_num_main_preds")):
         for value in sorted({r[field] for r in records}):
             report[name][str(value)] = block(np.array([r[field] == value for r in records]))

@@ -22,8 +22,7 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from ..data.shards import PreparedDataset
 from ..models.diffusion import load_teacher
-from .. import metrics
-from .compositional import winoground_report
+from .compositional import winoground_overall, winoground_report
 
 NORMALIZATIONS = ("empty_caption", "none")
 ERRORS = ("mse", "l2")
@@ -33,6 +32,8 @@ ERRORS = ("mse", "l2")
 def winoground_diffusion_errors(teacher_dir: str | Path, prepared: str | Path, timesteps: list[int], draws: int,
                                 error: str, seed: int, device: torch.device, batch_size: int) -> tuple[np.ndarray, list[dict]]:
     """errors[n, c, i]: mean denoising error of caption c (0, 1, and 2 = the empty caption) on image i."""
+    if error not in ERRORS:
+        raise ValueError(f"evaluate.teacher_score.error: {error!r} is not one of {ERRORS}")
     teacher = load_teacher(teacher_dir, str(device))
     g = torch.Generator(device="cpu").manual_seed(seed)
     k = len(timesteps) * draws
@@ -40,6 +41,9 @@ def winoground_diffusion_errors(teacher_dir: str | Path, prepared: str | Path, t
     noise = noise.reshape(k, *teacher.input_shape).to(device)           # timestep-major, then draw
     t = torch.tensor(timesteps, device=device).repeat_interleave(draws)
     alphas = teacher.scheduler.alphas_cumprod.to(device)[t].view(-1, 1, 1, 1)
+    # every (caption, image, timestep x draw) triple of an example, evaluated in chunks of the batch
+    c_idx, i_idx, k_idx = (a.reshape(-1).to(device) for a in torch.meshgrid(
+        torch.arange(3), torch.arange(2), torch.arange(k), indexing="ij"))
     with PreparedDataset(prepared) as data:
         records = list(data.records())
         errors = np.zeros((len(records), 3, 2))
@@ -48,12 +52,9 @@ def winoground_diffusion_errors(teacher_dir: str | Path, prepared: str | Path, t
             x0 = teacher.encode_images(images.to(device))                              # (2, C, H, W)
             context = teacher.encode_text([r["caption_0"], r["caption_1"], ""])        # (3, L, D)
             noisy = alphas.sqrt() * x0[:, None] + (1 - alphas).sqrt() * noise           # (2, K, C, H, W)
-            # every (caption, image, timestep x draw) triple, in chunks of the evaluation batch
-            c_idx, i_idx, k_idx = (a.reshape(-1) for a in torch.meshgrid(
-                torch.arange(3), torch.arange(2), torch.arange(k), indexing="ij"))
             err = torch.empty(len(c_idx), device=device)
             for start in range(0, len(c_idx), batch_size):
-                c, i, j = (a[start:start + batch_size].to(device) for a in (c_idx, i_idx, k_idx))
+                c, i, j = (a[start:start + batch_size] for a in (c_idx, i_idx, k_idx))
                 pred = teacher.unet(noisy[i, j], t[j], encoder_hidden_states=context[c]).sample
                 diff = (pred - noise[j]).flatten(1)
                 err[start:start + batch_size] = diff.pow(2).mean(dim=1) if error == "mse" else diff.norm(dim=1)
@@ -76,14 +77,8 @@ def teacher_winoground(teacher_dir: str | Path, prepared: str | Path, cfg: dict,
     errors, records = winoground_diffusion_errors(teacher_dir, prepared, ts["timesteps"], ts["draws"], ts["error"],
                                                   ts["seed"], device, cfg["batch_size"])
     report = winoground_report(scores_from_errors(errors, ts["normalize"]), records, cfg["bootstrap"])
-    boot = cfg["bootstrap"]
-    ci = lambda values: metrics.with_ci(values, boot["n"], boot["seed"], boot["alpha"])  # noqa: E731
-    report["by_normalization"] = {}
-    for normalize in NORMALIZATIONS:
-        scores = scores_from_errors(errors, normalize)
-        report["by_normalization"][normalize] = {
-            "overall": {k: ci(v) for k, v in metrics.winoground_correct(scores).items()},
-            "diagnostics": {k: ci(v) for k, v in metrics.winoground_diagnostics(scores).items()}}
+    report["by_normalization"] = {normalize: winoground_overall(scores_from_errors(errors, normalize), cfg["bootstrap"])
+                                  for normalize in NORMALIZATIONS}
     report["protocol"] = {"timesteps": ts["timesteps"], "draws": ts["draws"], "seed": ts["seed"], "error": ts["error"],
                           "normalize": ts["normalize"],
                           "noise": f"{ts['draws']} draw(s) per timestep, shared by all pairs",

@@ -125,14 +125,14 @@ class SdsClipModel:
         """
         ln = list(self.ln_params.values())
 
-        def norm(loss, params) -> float:
-            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        def norm(grads) -> float:
             return float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)))
 
-        out = {"grad_norm_clip_ln": norm(l_clip, ln)}
+        out = {"grad_norm_clip_ln": norm(torch.autograd.grad(l_clip, ln, retain_graph=True, allow_unused=True))}
         if l_sds is not None:
-            out["grad_norm_sds_ln"] = norm(l_sds, ln)
-            out["grad_norm_sds_h_w"] = norm(l_sds, list(self.h_w.parameters()))
+            # one backward pass through the UNet for both parameter groups
+            grads = torch.autograd.grad(l_sds, ln + list(self.h_w.parameters()), retain_graph=True, allow_unused=True)
+            out["grad_norm_sds_ln"], out["grad_norm_sds_h_w"] = norm(grads[:len(ln)]), norm(grads[len(ln):])
         return out
 
 
