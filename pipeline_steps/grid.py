@@ -16,6 +16,8 @@ from dataclasses import dataclass
 # The compositional benchmarks every CLIP is evaluated on; zero-shot datasets come from params.
 COMPOSITIONAL_DATASETS = ("winoground", "aro_vg_relation", "aro_vg_attribution", "aro_coco_order",
                           "aro_flickr_order", "sugarcrepe")
+# SDS-CLIP's lambda is selected on this dataset's val captions (never on a benchmark)
+SELECTION_DATASET = "coco"
 BASE_PREFIX = "base-"
 # wildcard patterns of the name parts (Snakemake wildcard constraints use the same)
 LAMBDA_PATTERN = r"[0-9][0-9.e+-]*"
@@ -72,8 +74,9 @@ def evaluated_clip_runs(sds: dict) -> list[str]:
 
 
 def evaluated_datasets(evaluate: dict) -> list[str]:
-    """The prepared datasets one CLIP's evaluation reads (``evaluate`` params section)."""
-    return [*COMPOSITIONAL_DATASETS, *evaluate["zeroshot"]["datasets"]]
+    """The prepared datasets one CLIP's evaluation reads (``evaluate`` params section); ``coco`` last,
+    for the model-selection score on its held-out captions."""
+    return [*COMPOSITIONAL_DATASETS, *evaluate["zeroshot"]["datasets"], SELECTION_DATASET]
 
 
 # --- CLIP-TD ----------------------------------------------------------------------------------------

@@ -43,5 +43,5 @@ def test_the_grid_follows_the_params():
         assert settings[0] == "full"
         assert [s for s in settings if s.startswith("shift-")] == \
             [f"shift-{k}" for k in params["splits"]["shift"].get(task, [])]
-    assert grid.evaluated_datasets(params["evaluate"])[-len(params["evaluate"]["zeroshot"]["datasets"]):] == \
-        params["evaluate"]["zeroshot"]["datasets"]
+    zeroshot = params["evaluate"]["zeroshot"]["datasets"]
+    assert grid.evaluated_datasets(params["evaluate"])[-len(zeroshot) - 1:] == [*zeroshot, "coco"]

@@ -230,3 +230,34 @@ def test_preempted_run_resumes_to_identical_weights(setup, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     ha, hb = load_file(tmp_path / "straight/h_w.safetensors"), load_file(tmp_path / "resumed/h_w.safetensors")
     assert all(torch.equal(ha[k], hb[k]) for k in ha)
+
+
+def test_fitted_h_w_decodes_images_and_the_run_reports_how_the_teacher_reads_them(setup, tmp_path):
+    params, root = setup
+    from pipeline_steps.train.data import CaptionedImages
+
+    data = CaptionedImages(root / "coco", "train")
+    held_out = list(range(len(data)))[-32:]  # the fit below samples the other rows only
+    fits = {}
+    for init in ("random", "fit"):
+        cfg = dict(params["sds_clip"], sds=dict(params["sds_clip"]["sds"], h_w_init=init, h_w_fit_images=64))
+        model = SdsClipModel(root / "clip", root / "teacher", cfg, 0, torch.device("cpu"))
+        sample = CaptionedImages(root / "coco", "train")
+        sample.records, sample.ids = sample.records[:-32], sample.ids[:-32]
+        report = model.init_h_w(cfg["sds"], sample, torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            decoded = model.h_w(model.clip.encode_image(data.images(held_out, model.preprocess)))
+            target = model.teacher.encode_images(data.unit_images(held_out)).flatten(1)
+        fits[init] = ((decoded - target) ** 2).mean().item(), report
+    assert fits["random"][1] == {"h_w_init": "random"}
+    assert fits["fit"][1]["h_w_init"] == "fit" and 0 < fits["fit"][1]["h_w_fit_r2"] <= 1
+    # on images it was not fitted on, the fitted map decodes better than a grey image does
+    assert fits["fit"][0] < fits["random"][0]
+    cfg = dict(params["sds_clip"], train=dict(params["sds_clip"]["train"], steps=2))
+    summary = train_sds_clip(cfg, 1.0, 0, root / "clip", root / "teacher", root / "text", root / "coco",
+                             tmp_path / "out", tmp_path / "work")
+    diagnostics = summary["teacher_diagnostics"]
+    for image in ("real", "h_w"):
+        assert 0 <= diagnostics[image]["matched_wins"] <= 1
+        assert all(diagnostics[image][f"mse_{k}"] > 0 for k in ("matched", "mismatched", "empty"))
+    assert summary["h_w_init"] == "fit"

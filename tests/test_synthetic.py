@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from pipeline_steps.data import aro, coco, snli_ve, sugarcrepe, vcr, vqa, winoground
-from pipeline_steps.data.grammar import (SUGARCREPE_CATEGORIES, WINOGROUND_KINDS, sugarcrepe_pair,
-                                         winoground_pair)
+from pipeline_steps.data.grammar import (SUGARCREPE_CATEGORIES, WINOGROUND_KINDS, snli_hypotheses,
+                                         sugarcrepe_pair, winoground_pair)
 from pipeline_steps.data.scenes import COLORS, RELATIONS, make_scene, render
 from pipeline_steps.seeding import rng_for
 from pipeline_steps.data.synthetic import SOURCES, synthesize
@@ -96,6 +96,35 @@ def test_sugarcrepe_negatives_are_false_and_positives_true(category):
             assert not describes(negative, scene), (category, negative)
         if category.startswith("swap"):
             assert Counter(positive.split()) == Counter(negative.split())
+
+
+SPATIAL_HYPOTHESIS = re.compile(rf"^(?:an?|the) (\w+) (\w+) (?:is )?({'|'.join(RELATIONS)}) (?:an?|the) (\w+) (\w+)$")
+
+
+def test_snli_ve_labels_are_in_the_image_not_in_the_hypothesis():
+    """Every label's hypotheses have one form and one vocabulary: a text-only model is at chance."""
+    def loosely(first, rel, second):
+        (x1, y1), (x2, y2) = first.cell, second.cell
+        return {"left of": x1 < x2, "right of": x1 > x2, "above": y1 < y2, "below": y1 > y2}[rel]
+
+    by_text_feature = Counter()
+    for i in range(600):
+        scene = make_scene(0, "snli-test", i)
+        hypotheses = snli_hypotheses(scene, rng_for(0, "t", i))
+        assert [label for _, label in hypotheses] == ["entailment", "neutral", "contradiction"]
+        for hypothesis, label in hypotheses:
+            color1, shape1, rel, color2, shape2 = SPATIAL_HYPOTHESIS.match(hypothesis).groups()
+            first, second = find(scene, color1, shape1), find(scene, color2, shape2)
+            assert first and second, hypothesis  # both objects are in the image, whatever the label
+            strict, loose = scene.relation_holds(first, rel, second), loosely(first, rel, second)
+            assert {"entailment": strict, "neutral": loose and not strict,
+                    "contradiction": not loose}[label], (hypothesis, label, scene)
+            by_text_feature[(rel, hypothesis.startswith("the"), label)] += 1
+    # the relation word and the sentence form are spread evenly over the labels
+    for rel in RELATIONS:
+        for form in (True, False):
+            counts = [by_text_feature[(rel, form, label)] for label in ("entailment", "neutral", "contradiction")]
+            assert max(counts) < 1.6 * min(counts), (rel, form, counts)
 
 
 def test_winoground_files_round_trip(small_world):

@@ -153,3 +153,20 @@ def test_default_params_give_the_same_run_on_avx2_only_kernels(world, tmp_path):
         logits[name] = np.load(out / "predictions.npz")["logits"]
     assert not np.array_equal(logits["native"], np.zeros_like(logits["native"]))
     np.testing.assert_allclose(logits["avx2"], logits["native"], rtol=1e-4, atol=1e-5)
+
+
+def test_training_length_follows_the_data():
+    """With epochs, a larger split never trains fewer steps; `steps` is the least a small one gets."""
+    from pipeline_steps.train.clip_td import train_section
+    from pipeline_steps.train.loop import LoopConfig
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())["clip_td"]
+    for task in ("vqa", "snli_ve", "vcr"):
+        section = train_section(params, task)
+        steps = [LoopConfig.from_params(section, 0, n).steps for n in (10, 300, 3000, 30000)]
+        assert steps == sorted(steps) and steps[0] == section["steps"] and steps[-1] > steps[1], (task, steps)
+        full = LoopConfig.from_params(section, 0, 3000)
+        assert full.steps == max(section["steps"], -(-int(section["epochs"] * 3000) // section["batch_size"]))
+    assert LoopConfig.from_params({"steps": 7, "batch_size": 4, "lr": 1.0, "epochs": None}, 0, 10_000).steps == 7
+    with pytest.raises(ValueError, match="epochs"):
+        LoopConfig.from_params({"steps": 7, "batch_size": 4, "lr": 1.0, "epochs": 2.0}, 0)

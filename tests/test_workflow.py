@@ -80,11 +80,20 @@ def test_results_hold_the_papers_tables_figures_and_a_report(local_run):
     for section in ("VQA v2, vqa_accuracy", "SNLI-VE, accuracy", "VCR, q2a", "VCR, qa2r", "VCR, q2ar"):
         assert f"## {section}" in md
     assert "| method | full | low-shot 50% | shift: movie | shift: source |" in md and "**" in md
-    # SDS-CLIP: base CLIP, the lambda = 0 control and SDS-CLIP, every benchmark column
+    # SDS-CLIP: base CLIP, the lambda = 0 control and SDS-CLIP at the lambda selected on COCO val, every
+    # benchmark column and the selection score; then the sweep
     sds = (results / "tables/sds_clip.md").read_text()
-    assert [line.split("|")[1].strip() for line in sds.splitlines() if line.startswith("| ")][1:] == \
+    headline, sweep = sds.split("### clip-tiny: λ sweep")
+    assert [line.split("|")[1].strip() for line in headline.splitlines() if line.startswith("| ")][1:] == \
         ["CLIP (base)", "COCO fine-tune (λ=0)", "SDS-CLIP (λ=1)"]
-    assert "Winoground group" in sds and "ARO VG-R" in sds and "SugarCrepe" in sds and "zero-shot shapes" in sds
+    assert "λ = 1, selected on COCO-val order (held-out COCO captions) among λ > 0." in headline
+    assert "SDS-CLIP (λ=1)" in sweep
+    assert all(column in headline for column in ("Winoground group", "ARO VG-R", "SugarCrepe", "zero-shot shapes",
+                                                 "COCO-val order (selection)"))
+    diagnostics = pd.read_csv(results / "tables/sds_clip_diagnostics.csv")
+    assert list(diagnostics["run"]) == ["clip-tiny-lam1-s0"]
+    assert (diagnostics[["grad_norm_clip_ln", "grad_norm_sds_ln", "grad_norm_sds_h_w"]] > 0).all(axis=None)
+    assert 0 <= diagnostics["teacher_h_w_matched_wins"][0] <= 1 and diagnostics["h_w_init"][0] == "fit"
     assert r"\begin{tabular}" in (results / "tables/sds_clip.tex").read_text()
     for name in ("clip_td_lowshot", "clip_td_shift", "sds_clip_compositional", "sds_clip_lambda",
                  "teacher_vs_clip", "training_curves"):
@@ -92,7 +101,8 @@ def test_results_hold_the_papers_tables_figures_and_a_report(local_run):
             assert image.width >= 400 and image.height >= 250, name
         assert (results / f"figures/{name}.svg").read_text().lstrip().startswith("<?xml")
     headline = json.loads((results / "metrics.json").read_text())
-    assert set(headline["sds_clip"]["clip-tiny"]) == {"base", "lam0", "lam1"}
+    assert set(headline["sds_clip"]["clip-tiny"]) == {"base", "lam0", "lam1", "selected_lambda"}
+    assert headline["sds_clip"]["clip-tiny"]["selected_lambda"] == 1
     assert set(headline["clip_td"]["vcr"]["shift_movie"]) == {"finetune", "naive", "targeted", "blank_image"}
     run(SNAKEMAKE + ["--report", "results/report.html"], cwd=local_run)
     html = (results / "report.html").read_text()
@@ -204,14 +214,22 @@ def test_paper_mode_reads_placed_raw_data_and_downloads_the_rest(local_run, tmp_
     assert "data/raw/vqa" in proc.stdout and "data/raw/coco" in proc.stdout
 
 
-def test_the_synthetic_full_preset_trains_longer_on_the_same_grid(tmp_path):
+def test_the_synthetic_full_preset_runs_the_whole_grid_longer(tmp_path):
     project = copy_project(tmp_path / "full", smoke=False)
     default = job_counts(run(SNAKEMAKE + ["-n"], cwd=project).stdout)
     full = job_counts(run(SNAKEMAKE + ["-n", "--configfile", "presets/synthetic-full.yaml"], cwd=project).stdout)
-    assert full == default
     from pipeline_steps.config import load
+    from pipeline_steps.grid import clip_td_runs, sds_runs
     from pipeline_steps.train.clip_td import train_section
 
     params = load(project / "params.yaml", project / "presets/synthetic-full.yaml")
-    assert all(train_section(params["clip_td"], t)["steps"] == 200 for t in ("vqa", "snli_ve", "vcr"))
-    assert params["pretrain"]["clip"]["steps"] == 500
+    defaults = load(project / "params.yaml")
+    assert full["train_clip_td"] == len(clip_td_runs(params["clip_td"], params["splits"])) > default["train_clip_td"]
+    assert full["train_sds_clip"] == len(sds_runs(params["sds_clip"])) > default["train_sds_clip"]
+    # every low-shot fraction of the splits, 3 seeds
+    assert params["clip_td"]["lowshot_fractions"] == params["splits"]["lowshot"]["fractions"]
+    assert params["clip_td"]["seeds"] == [0, 1, 2]
+    for task in ("vqa", "snli_ve", "vcr"):
+        assert train_section(params["clip_td"], task)["epochs"] > train_section(defaults["clip_td"], task)["epochs"]
+    for model in ("clip", "diffusion", "student"):
+        assert params["pretrain"][model]["steps"] > defaults["pretrain"][model]["steps"]

@@ -5,8 +5,11 @@ Inputs are the per-run reports the evaluation steps write (``results/metrics/...
 curves in the model folders.  Outputs (``aggregate(...)``):
 
 - ``tables/sds_clip.{csv,md,tex}``: per backbone, rows base CLIP / COCO fine-tune (lambda = 0) /
-  SDS-CLIP (each lambda > 0); columns Winoground text/image/group, ARO VG-R / VG-A / COCO-Ord /
-  Flickr-Ord, SugarCrepe mean and each zero-shot set.
+  SDS-CLIP at the lambda selected on held-out COCO captions, then the whole lambda sweep; columns
+  Winoground text/image/group, ARO VG-R / VG-A / COCO-Ord / Flickr-Ord, SugarCrepe mean, each
+  zero-shot set and the selection score.
+- ``tables/sds_clip_diagnostics.{csv,md}``: per SDS-CLIP run, the L_CLIP / L_SDS gradient norms and
+  their ratio, h_w's fit, and whether the teacher reads the caption on h_w(f(x)) as on the real image.
 - ``tables/clip_td.{csv,md,tex}``: per task (and VCR metric), rows finetune / naive / targeted and
   the image-ablated baseline (``blank_image``: finetune with the images blanked, never marked best);
   columns full, each low-shot fraction, each domain shift.
@@ -30,8 +33,8 @@ import pandas as pd
 from ..io import atomic_write_json, atomic_write_text
 from .figures import (STYLE, figure_compositional, figure_lambda, figure_lowshot, figure_shift, figure_teacher,
                       figure_training)
-from .reports import clip_td_rows, read_curves, sds_clip_rows, summarize
-from .tables import clip_td_tables, sds_clip_tables
+from .reports import clip_td_rows, read_curves, sds_clip_diagnostics, sds_clip_rows, selected_lambdas, summarize
+from .tables import clip_td_tables, sds_clip_tables, sds_diagnostics_table
 
 def headline(sds: pd.DataFrame, ctd: pd.DataFrame) -> dict:
     """results/metrics.json: the numbers `dvc metrics show` and `dvc exp show` display."""
@@ -43,6 +46,8 @@ def headline(sds: pd.DataFrame, ctd: pd.DataFrame) -> dict:
                 "lam" + r.method.split("λ=")[1].rstrip(")")  # lam0 is the COCO fine-tune control
             metric = re.sub(r"[^a-z0-9]+", "_", r.metric.lower()).strip("_")
             out.setdefault("sds_clip", {}).setdefault(r.backbone, {}).setdefault(key, {})[metric] = round(r.mean, 4)
+        for backbone, lam in selected_lambdas(sds).items():
+            out["sds_clip"][backbone]["selected_lambda"] = lam
     if not ctd.empty:
         c = summarize(ctd, ["task", "metric", "setting", "method"])
         for r in c.itertuples():
@@ -80,6 +85,9 @@ def aggregate(metrics_root: str | Path, model_dirs: list[str | Path], out: str |
         low = ctd[ctd["setting"].str.match(r"full|lowshot-")].copy()
         low["fraction"] = low["setting"].map(lambda s: 1.0 if s == "full" else float(s.split("-")[1]) / 100)
         low.to_csv(out / "plots" / "clip_td_lowshot.csv", index=False)
+    diagnostics = sds_clip_diagnostics([Path(d) for d in model_dirs])
+    if not diagnostics.empty:
+        sds_diagnostics_table(diagnostics, out / "tables")
     curves = read_curves([Path(d) for d in model_dirs])
     if curves:
         figures += figure_training(curves, out / "figures")

@@ -11,8 +11,8 @@ import pandas as pd
 
 from ..grid import parse_clip_td_run
 from ..tasks import TASKS
-from .reports import BLANK_IMAGE, METHOD_ORDER, summarize
-from .tables import sds_method_order, setting_label, setting_order
+from .reports import BLANK_IMAGE, METHOD_ORDER, selected_lambdas, summarize
+from .tables import sds_method, sds_method_order, setting_label, setting_order
 
 STYLE = {"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
          "axes.spines.right": False, "font.size": 9, "legend.frameon": False}
@@ -31,7 +31,7 @@ def _save(fig, out: Path, name: str) -> list[Path]:
 
 def figure_lowshot(rows: pd.DataFrame, out: Path) -> list[Path]:
     """Headline metric vs training fraction (full = 100%), one line per method (mean over seeds),
-    band = +- sd over seeds."""
+    band = +- sd over seeds (the 95% CI for one seed)."""
     import matplotlib.pyplot as plt
 
     tasks = [t for t in TASKS if t in set(rows["task"])]
@@ -46,13 +46,19 @@ def figure_lowshot(rows: pd.DataFrame, out: Path) -> list[Path]:
             # the image-ablated baseline as a grey dashed line: the floor the image must lift
             style = {"color": "grey", "linestyle": "--"} if method == BLANK_IMAGE else {}
             line, = ax.plot(x, mean, marker="o", label=method, **style)
-            sd = 100 * g.std().fillna(0.0).to_numpy()
-            ax.fill_between(x, mean - sd, mean + sd, alpha=0.2, color=line.get_color())
+            if g.size().max() > 1:
+                sd = 100 * g.std().fillna(0.0).to_numpy()
+                low, high = mean - sd, mean + sd
+            else:  # one seed: the run's 95% bootstrap CI
+                cis = part[part["method"] == method].groupby("fraction")[["ci_low", "ci_high"]].mean()
+                low, high = 100 * cis["ci_low"].to_numpy(), 100 * cis["ci_high"].to_numpy()
+            ax.fill_between(x, low, high, alpha=0.2, color=line.get_color())
         ax.set_xscale("log")
         ax.set_xlabel("training data (% of the full split)")
         ax.set_ylabel(TASKS[task].figure_label)
         seeds = int(part.groupby(["method", "fraction"]).size().max()) if len(part) else 0
-        ax.set_title(f"{TASKS[task].title} ({seeds} seed{'s' if seeds != 1 else ''}; band: ± sd)", fontsize=9)
+        band = "± sd" if seeds > 1 else "95% CI"
+        ax.set_title(f"{TASKS[task].title} ({seeds} seed{'s' if seeds != 1 else ''}; band: {band})", fontsize=9)
     axes[0][0].legend(fontsize=7)
     return _save(fig, out, "clip_td_lowshot")
 
@@ -80,11 +86,18 @@ def _legend_below(fig, ax, n: int) -> None:
 
 def _whiskers(part: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """``part`` (a summary) with the error-bar bounds ``low``/``high``, and what they are: +- sd over
-    seeds where there are several, else the 95% bootstrap CI of the one run."""
+    seeds where a row has several, else the 95% bootstrap CI of its one run (the base CLIP has one)."""
+    several = part["seeds"] > 1
+    low = np.where(several, part["mean"] - part["sd"], part["ci_low"])
+    high = np.where(several, part["mean"] + part["sd"], part["ci_high"])
     seeds = int(part["seeds"].max()) if len(part) else 1
-    if seeds > 1:
-        return part.assign(low=part["mean"] - part["sd"], high=part["mean"] + part["sd"]), f"± sd over {seeds} seeds"
-    return part.assign(low=part["ci_low"], high=part["ci_high"]), "95% bootstrap CI, 1 seed"
+    if several.all():
+        label = f"± sd over {seeds} seeds"
+    elif several.any():
+        label = f"± sd over {seeds} seeds; 95% CI where one run"
+    else:
+        label = "95% bootstrap CI, 1 seed"
+    return part.assign(low=low, high=high), label
 
 
 def figure_shift(rows: pd.DataFrame, out: Path) -> list[Path]:
@@ -109,21 +122,25 @@ def figure_shift(rows: pd.DataFrame, out: Path) -> list[Path]:
 
 
 def figure_compositional(rows: pd.DataFrame, out: Path) -> list[Path]:
-    """Winoground and ARO per backbone: base CLIP / COCO fine-tune / SDS-CLIP, error bars +- sd over
-    seeds (95% CIs for one seed)."""
+    """Winoground and ARO per backbone: base CLIP / COCO fine-tune / SDS-CLIP at the lambda selected on
+    COCO val, error bars +- sd over seeds (95% CIs for one seed)."""
     import matplotlib.pyplot as plt
 
     metrics = [m for m in dict.fromkeys(rows["metric"]) if m.startswith(("Winoground", "ARO"))]
     backbones = sorted(set(rows["backbone"]))
     fig, axes = plt.subplots(len(backbones), 1, figsize=(7.5, 0.4 + 2.9 * len(backbones)), squeeze=False,
                              layout="constrained")
+    selected = selected_lambdas(rows)
     for ax, backbone in zip(axes[:, 0], backbones):
         part, whiskers = _whiskers(summarize(rows[rows["backbone"] == backbone], ["method", "metric"]))
-        methods = sds_method_order(part)
+        methods = [m for m in sds_method_order(part)[:2] if m in set(part["method"])]
+        if backbone in selected:
+            methods.append(sds_method(selected[backbone]))
         cell = {(r.method, r.metric): r for r in part.itertuples()}
         get = lambda f: [[100 * getattr(cell[(m, k)], f) if (m, k) in cell else np.nan for k in metrics]  # noqa: E731
                          for m in methods]
-        _bars(ax, metrics, methods, get("mean"), get("low"), get("high"))
+        labels = [m + (", selected on COCO val" if m.startswith("SDS-CLIP") else "") for m in methods]
+        _bars(ax, metrics, labels, get("mean"), get("low"), get("high"))
         ax.set_ylabel("accuracy (%)")
         ax.set_title(f"{backbone}: compositional benchmarks (error bars: {whiskers})")
     _legend_below(fig, axes[0][0], len(methods))

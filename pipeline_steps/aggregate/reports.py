@@ -13,6 +13,8 @@ from ..grid import parse_clip_td_run, parse_sds_run
 # the finetune run evaluated with every image blanked: what the student gets from the text alone
 BLANK_IMAGE = "blank_image"
 METHOD_ORDER = ["finetune", "naive", "targeted", BLANK_IMAGE]
+# SDS-CLIP's lambda is selected on this metric (held-out COCO captions), never on a benchmark
+SELECTION_METRIC = "COCO-val order (selection)"
 
 def _ci(entry: dict) -> tuple[float, float, float]:
     return entry["value"], entry.get("ci_low", np.nan), entry.get("ci_high", np.nan)
@@ -44,10 +46,19 @@ def sds_clip_rows(metrics_root: Path) -> pd.DataFrame:
         cells["SugarCrepe"] = (json.loads((run_dir / "sugarcrepe.json").read_text())["mean"], np.nan, np.nan)
         for dataset, report in sorted(json.loads((run_dir / "zeroshot.json").read_text()).items()):
             cells[f"zero-shot {dataset.removeprefix('zeroshot_')}"] = _ci(report["top1"])
+        cells[SELECTION_METRIC] = _ci(json.loads((run_dir / "selection.json").read_text())["ci"])
         for metric, (value, lo, hi) in cells.items():
             rows.append({"backbone": backbone, "method": method, "lambda": lam, "seed": seed, "run": name,
                          "metric": metric, "value": value, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows)
+
+
+def selected_lambdas(rows: pd.DataFrame) -> dict[str, float]:
+    """Per backbone, the lambda > 0 with the best mean selection score over seeds (ties: the smallest)."""
+    part = rows[(rows["metric"] == SELECTION_METRIC) & (rows["lambda"] > 0)]
+    means = part.groupby(["backbone", "lambda"])["value"].mean().reset_index()
+    return {b: float(g.sort_values(["value", "lambda"], ascending=[False, True])["lambda"].iloc[0])
+            for b, g in means.groupby("backbone")}
 
 
 def clip_td_rows(metrics_root: Path) -> pd.DataFrame:
@@ -78,6 +89,30 @@ def summarize(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
                 ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean")).reset_index()
     out["sd"] = out["sd"].fillna(0.0)
     return out
+
+
+def sds_clip_diagnostics(model_dirs: list[Path]) -> pd.DataFrame:
+    """One row per SDS-CLIP run with lambda > 0: the medians over logged steps of the L_CLIP and L_SDS
+    gradient norms at the LayerNorms (and their ratio, the lambda at which both weigh the same), h_w's
+    gradient norm and fit, and whether the teacher reads the caption on h_w(f(x)) as on the real image."""
+    rows = []
+    for d in model_dirs:
+        run = parse_sds_run(d.name)
+        summary_file = d / "train_summary.json"
+        if run is None or run.is_base or not run.lam or not summary_file.is_file():
+            continue
+        summary = json.loads(summary_file.read_text())
+        norms = {}
+        for name in ("grad_norm_clip_ln", "grad_norm_sds_ln", "grad_norm_sds_h_w"):
+            tsv = d / "dvclive" / "plots" / "metrics" / "train" / f"{name}.tsv"
+            norms[name] = float(pd.read_csv(tsv, sep="\t")[name].median()) if tsv.is_file() else np.nan
+        diag = summary.get("teacher_diagnostics") or {}
+        rows.append({"run": d.name, "backbone": run.backbone, "lambda": run.lam, "seed": run.seed, **norms,
+                     "norm_ratio_clip_over_sds": norms["grad_norm_clip_ln"] / norms["grad_norm_sds_ln"],
+                     "h_w_init": summary.get("h_w_init"), "h_w_fit_r2": summary.get("h_w_fit_r2", np.nan),
+                     **{f"teacher_{image}_{k}": v for image in ("real", "h_w")
+                        for k, v in diag.get(image, {}).items()}})
+    return pd.DataFrame(rows)
 
 
 def read_curves(model_dirs: list[Path]) -> dict[str, pd.DataFrame]:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..tasks import TASKS
-from .reports import BLANK_IMAGE, METHOD_ORDER, summarize
+from .reports import BLANK_IMAGE, METHOD_ORDER, SELECTION_METRIC, selected_lambdas, summarize
 
 def cell_text(row: pd.Series) -> str:
     if row["seeds"] > 1:
@@ -62,19 +62,56 @@ def sds_method_order(summary: pd.DataFrame) -> list[str]:
     return ["CLIP (base)", "COCO fine-tune (λ=0)", *sds]
 
 
+def sds_method(lam: float) -> str:
+    return "COCO fine-tune (λ=0)" if lam == 0 else f"SDS-CLIP (λ={lam:g})"
+
+
 def sds_clip_tables(rows: pd.DataFrame, out: Path) -> dict[str, str]:
+    """Per backbone: base CLIP / COCO fine-tune / SDS-CLIP at the lambda selected on COCO val, then the
+    whole lambda sweep."""
     summary = summarize(rows, ["backbone", "method", "metric"])
     summary.to_csv(out / "sds_clip.csv", index=False)
     metric_order = list(dict.fromkeys(rows["metric"]))
+    selected = selected_lambdas(rows)
     md, tex = ["# SDS-CLIP\n"], []
     for backbone, part in summary.groupby("backbone", sort=True):
-        text, best = pivot(part, "method", "metric", sds_method_order(part), metric_order)
-        caption = f"SDS-CLIP, {backbone}: accuracy (%), best per column in bold."
-        md += [f"\n## {backbone}\n\n", markdown(text, best, "method")]
+        order = sds_method_order(part)
+        headline = [m for m in order[:2] if m in set(part["method"])]
+        if backbone in selected:
+            headline.append(sds_method(selected[backbone]))
+            chosen = (f"λ = {selected[backbone]:g}, selected on {SELECTION_METRIC.split(' (')[0]} "
+                      f"(held-out COCO captions) among λ > 0")
+        else:
+            chosen = "no λ > 0 in the grid"
+        text, best = pivot(part, "method", "metric", headline, metric_order)
+        caption = f"SDS-CLIP, {backbone}: accuracy (%), best per column in bold; {chosen}."
+        md += [f"\n## {backbone}\n\n{chosen}.\n\n", markdown(text, best, "method")]
         tex.append(latex(text, best, "method", caption))
+        text, best = pivot(part, "method", "metric", order, metric_order)
+        md += [f"\n### {backbone}: λ sweep\n\n", markdown(text, best, "method")]
+        tex.append(latex(text, best, "method", f"SDS-CLIP, {backbone}: the λ sweep, accuracy (%)."))
     (out / "sds_clip.md").write_text("".join(md))
     (out / "sds_clip.tex").write_text("\n".join(tex))
     return {"sds_clip": "".join(md)}
+
+
+def sds_diagnostics_table(diagnostics: pd.DataFrame, out: Path) -> None:
+    """tables/sds_clip_diagnostics.{csv,md}: per run, the gradient-norm medians, h_w's fit and the
+    teacher's reading of h_w(f(x)) next to the real image (matched_wins: own caption beats another's)."""
+    diagnostics.to_csv(out / "sds_clip_diagnostics.csv", index=False)
+    columns = {"lambda": "λ", "seed": "seed", "grad_norm_clip_ln": "|g_CLIP| LN", "grad_norm_sds_ln": "|g_SDS| LN",
+               "norm_ratio_clip_over_sds": "ratio", "grad_norm_sds_h_w": "|g_SDS| h_w", "h_w_fit_r2": "h_w fit R²",
+               "teacher_real_matched_wins": "teacher reads real", "teacher_h_w_matched_wins": "teacher reads h_w(f(x))"}
+    shown = diagnostics[[c for c in columns if c in diagnostics.columns]].rename(columns=columns)
+    lines = ["# SDS-CLIP diagnostics\n",
+             "Gradient norms: medians over the logged steps, unweighted by λ; ratio = |g_CLIP| / |g_SDS| at the "
+             "LayerNorms, the λ at which both losses weigh the same. Teacher reads: the rate at which an image's own "
+             "held-out caption denoises it better than another image's caption (chance 0.5), for the real image's "
+             "encoding and for h_w(f(x)) at the end of training.\n",
+             "| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+    for _, r in shown.iterrows():
+        lines.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r) + " |")
+    (out / "sds_clip_diagnostics.md").write_text("\n".join(lines) + "\n")
 
 
 def setting_order(settings) -> list[str]:

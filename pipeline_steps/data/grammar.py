@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scenes import (COLORS, NUMBER_WORDS, OPPOSITE, PLURAL, RELATIONS, SHAPES, Obj, Scene,
+from .scenes import (COLORS, OPPOSITE, PLURAL, RELATIONS, SHAPES, Obj, Scene,
                      with_article)
 
 
@@ -203,30 +203,50 @@ def vqa_human_answers(answer: str, answer_type: str, rng: np.random.Generator,
 
 # --- SNLI-VE ---------------------------------------------------------------------------------------------
 
-NEUTRAL_TEMPLATES = (
-    "the {c} {s} is made of wood",
-    "the picture was drawn by a child",
-    "the {c} {s} is heavier than it looks",
-    "someone is about to move the {c} {s}",
-    "the {c} {s} was painted yesterday",
-)
+def loosely_holds(first: Obj, relation: str, second: Obj) -> bool:
+    """``first <relation> second`` read loosely: only the order along the relation's axis counts
+    ("left of" is true of anything further left, in any row)."""
+    (x1, y1), (x2, y2) = first.cell, second.cell
+    return {"left of": x1 < x2, "right of": x1 > x2, "above": y1 < y2, "below": y1 > y2}[relation]
+
+
+def _spatial_hypothesis(first: Obj, relation: str, second: Obj, rng: np.random.Generator) -> str:
+    if rng.random() < 0.5:
+        return relation_caption(first, relation, second)
+    return f"the {first.color} {first.shape} is {relation} the {second.color} {second.shape}"
 
 
 def snli_hypotheses(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
-    """One (hypothesis, gold_label) per label: entailment, neutral, contradiction."""
+    """One (hypothesis, gold_label) per label, all of one form: "the X is <relation> the Y".
+
+    - entailment: true of the two main objects, which share a row or a column (strictly true);
+    - neutral: a main object and an extra one, which share neither, with the order along the
+      relation's axis right: true read loosely, false read strictly, so the image does not settle it;
+    - contradiction: false in both readings, of either pair.
+
+    Every label uses the same words and the same kinds of object, so the hypothesis alone says nothing
+    of its label: a model must find both objects in the image.
+    """
     a, b, rel = scene.a, scene.b, scene.relation
-    entail = [relation_caption(a, rel, b), f"there is {a.phrase()}",
-              f"there {'is' if scene.count(b.shape) == 1 else 'are'} "
-              f"{NUMBER_WORDS[scene.count(b.shape)]} "
-              f"{b.shape if scene.count(b.shape) == 1 else PLURAL[b.shape]}"]
-    absent = [(c, s) for c in COLORS for s in SHAPES if not scene.has(c, s)]
-    absent_color, absent_shape = absent[int(rng.integers(len(absent)))]
-    contra = [relation_caption(b, rel, a), f"there is {with_article(absent_color + ' ' + absent_shape)}",
-              relation_caption(_recolored(a, b.color), rel, _recolored(b, a.color))]
-    template = NEUTRAL_TEMPLATES[int(rng.integers(len(NEUTRAL_TEMPLATES)))]
-    neutral = template.format(c=a.color, s=a.shape)
-    return [(entail[int(rng.integers(len(entail)))], "entailment"), (neutral, "neutral"),
-            (contra[int(rng.integers(len(contra)))], "contradiction")]
+    relations = list(RELATIONS)
+    first, second = (a, b) if rng.random() < 0.5 else (b, a)
+    true_rel = rel if first is a else OPPOSITE[rel]
+    entail = _spatial_hypothesis(first, true_rel, second, rng)
+    # an unaligned pair that shares neither colour nor shape where the scene has one, as the two
+    # main objects never do (a shared word would tell an extra object from the text)
+    pairs = [(m, e) for m in (a, b) for e in scene.extras]
+    distinct = [(m, e) for m, e in pairs if m.color != e.color and m.shape != e.shape]
+    main, extra = (distinct or pairs)[int(rng.integers(len(distinct or pairs)))]
+    p, q = (main, extra) if rng.random() < 0.5 else (extra, main)
+    loose = [r for r in relations if loosely_holds(p, r, q)]
+    neutral = _spatial_hypothesis(p, loose[int(rng.integers(len(loose)))], q, rng)
+    if rng.random() < 0.5:  # the aligned pair, any relation but the true one
+        wrong = [r for r in relations if not scene.relation_holds(first, r, second)]
+        contra = _spatial_hypothesis(first, wrong[int(rng.integers(len(wrong)))], second, rng)
+    else:  # the unaligned pair, a relation whose order is wrong
+        wrong = [r for r in relations if not loosely_holds(p, r, q)]
+        contra = _spatial_hypothesis(p, wrong[int(rng.integers(len(wrong)))], q, rng)
+    return [(entail, "entailment"), (neutral, "neutral"), (contra, "contradiction")]
 
 
 # --- VCR: questions whose answers and rationales refer to objects by tag ---------------------------------

@@ -3,7 +3,7 @@
 A scene is a pure function of ``(seed, image_set, index)``, so every dataset writer that refers to
 the same image (COCO captions, VQA questions, SugarCrepe negatives, ...) sees the same scene without
 reading another writer's files.  Each scene has two *main* objects ``a`` and ``b`` in a spatial
-relation (``a <relation> b``) and up to two *extra* objects, which make counting questions and
+relation (``a <relation> b``) and one or two *extra* objects, which make counting questions and
 "add object" negatives meaningful.  Objects differ in colour, shape and size; main objects never
 share a colour or a shape, so a caption that swaps them describes a different image.
 
@@ -108,7 +108,9 @@ def make_scene(seed: int, image_set: str, index: int, domain: str | None = None)
             if (x, y) not in (cell_a, cell_b) and (x != cell_a[0] and y != cell_a[1])
             and (x != cell_b[0] and y != cell_b[1])]
     extras: list[Obj] = []
-    n_extra = int(rng.integers(3))
+    # at least one: every scene then has a pair of objects in neither the same row nor the same column
+    # (SNLI-VE's neutral hypotheses are about such a pair)
+    n_extra = max(1, int(rng.integers(3)))
     for cell_index in rng.permutation(len(free))[:n_extra]:
         while True:
             color = colors[int(rng.integers(len(colors)))]

@@ -111,9 +111,10 @@ def aro_vg(data: PreparedDataset, emb: ClipEmbedder, kind: str, aro_cfg: dict, b
             "per_group": metrics.group_accuracies(correct, groups)}
 
 
-def aro_order(data: PreparedDataset, emb: ClipEmbedder, seed: int, boot: dict) -> dict:
+def aro_order(data: PreparedDataset, emb: ClipEmbedder, seed: int, boot: dict,
+              records: list[dict] | None = None) -> dict:
     """COCO-Order / Flickr30k-Order: P@1 of the original caption among it and 4 perturbations."""
-    records = list(data.records())
+    records = list(data.records()) if records is None else records
     tagger = Tagger()
     options = []
     for r in records:
@@ -128,6 +129,21 @@ def aro_order(data: PreparedDataset, emb: ClipEmbedder, seed: int, boot: dict) -
     correct = scores[:, 0] > scores[:, 1:].max(axis=1)
     return {"precision_at_1": metrics.precision_at_1(scores), "ci": _ci(correct, boot),
             "tagger": tagger.name, "seed": seed}
+
+
+def coco_val_order(data: PreparedDataset, emb: ClipEmbedder, selection: dict, boot: dict) -> dict:
+    """The model-selection score: ARO's order test on held-out COCO captions (the val split).
+
+    SDS-CLIP's lambda is chosen on it, never on a benchmark.  Captions are drawn with a fixed seed,
+    so every model of a grid is scored on the same ones.
+    """
+    records = list(data.records("val"))
+    if not records:
+        raise MissingInput(f"{data.root} has no 'val' captions to select models on")
+    n = min(int(selection["max_captions"]), len(records))
+    chosen = sorted(rng_for(selection["seed"], "coco-val-selection").choice(len(records), size=n, replace=False))
+    report = aro_order(data, emb, selection["seed"], boot, [records[i] for i in chosen])
+    return report | {"split": "val", "captions": n}
 
 
 SUGARCREPE_GROUPS = {"replace": ("replace_att", "replace_obj", "replace_rel"),
@@ -163,7 +179,7 @@ def zeroshot(data: PreparedDataset, emb: ClipEmbedder, templates: list[str], boo
 
 
 def evaluate_clip(clip_folder: str | Path, prepared: list[str | Path], cfg: dict, device: torch.device) -> dict:
-    """All four benchmark families for one model: {file stem: report}.
+    """All four benchmark families and the COCO-val selection score for one model: {file stem: report}.
 
     ``prepared`` lists the prepared benchmark folders, found by name (``winoground``, ...).
     """
@@ -185,8 +201,10 @@ def evaluate_clip(clip_folder: str | Path, prepared: list[str | Path], cfg: dict
             aro[name] = aro_order(d, emb, cfg["aro"]["order_seed"], boot)
     with PreparedDataset(by_name["sugarcrepe"]) as d:
         sc = sugarcrepe(d, emb, boot)
+    with PreparedDataset(by_name["coco"]) as d:
+        selection = coco_val_order(d, emb, cfg["selection"], boot)
     zs = {}
     for name in cfg["zeroshot"]["datasets"]:
         with PreparedDataset(by_name[name]) as d:
             zs[name] = zeroshot(d, emb, cfg["zeroshot"]["templates"], boot)
-    return {"winoground": wino, "aro": aro, "sugarcrepe": sc, "zeroshot": zs}
+    return {"winoground": wino, "aro": aro, "sugarcrepe": sc, "zeroshot": zs, "selection": selection}

@@ -80,7 +80,7 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
     model = ClipTdModel(student, len(outputs), teacher_dim).to(device)
     batch_loss = ClipTdBatchLoss(model, task, method, cfg, outputs, teacher_source, device)
     data = PreparedDataset(prepared)
-    loop_cfg = LoopConfig.from_params(train_section(cfg, task), seed)
+    loop_cfg = LoopConfig.from_params(train_section(cfg, task), seed, len(examples))
 
     def loss_fn(step, indices, generator):
         batch = [examples[i] for i in indices]

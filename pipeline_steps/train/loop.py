@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import shutil
 import signal
 from collections.abc import Callable
@@ -58,9 +59,18 @@ class LoopConfig:
     compile: bool = False
 
     @classmethod
-    def from_params(cls, section: dict, seed: int) -> "LoopConfig":
+    def from_params(cls, section: dict, seed: int, n_items: int | None = None) -> "LoopConfig":
+        """The loop of a params section.  With ``epochs``, the run trains
+        ``max(steps, ceil(epochs * n_items / (batch_size * grad_accum)))`` steps: training length
+        follows the data, and ``steps`` is the least a small dataset gets."""
         keys = cls.__dataclass_fields__
-        return cls(seed=seed, **{k: v for k, v in section.items() if k in keys and k != "seed"})
+        cfg = cls(seed=seed, **{k: v for k, v in section.items() if k in keys and k != "seed"})
+        if section.get("epochs") is not None:
+            if n_items is None:
+                raise ValueError("epochs needs the number of training items")
+            per_step = cfg.batch_size * cfg.grad_accum
+            cfg.steps = max(cfg.steps, math.ceil(float(section["epochs"]) * n_items / per_step))
+        return cfg
 
 
 class Trainer:

@@ -4,7 +4,9 @@ No pretrained weights exist offline, so in synthetic mode the ``pretrained`` sta
 
 - a tiny CLIP (open_clip architecture from params) with the symmetric InfoNCE loss;
 - a tiny text-conditioned diffusion teacher (UNet + its own CLIP text encoder) with the DDPM
-  noise-prediction loss, captions dropped 10% of the time (so it also models images without text).
+  noise-prediction loss, captions dropped 10% of the time (so it also models images without text,
+  the empty-caption term of the teacher score), on timesteps from ``train_t_min`` up, where the
+  caption decides the image.
 
 Each is a real training run of the shared loop (checkpoints, resume, dvclive curves) and ends in a
 folder that the paper-mode loaders read unchanged: an open_clip ``local-dir`` folder, and a
@@ -37,7 +39,7 @@ def pretrain_clip(spec: dict, train_cfg: dict, prepared_coco: str | Path, out: s
     torch.manual_seed(seed)
     model, preprocess, tokenizer = load_clip(spec["architecture"], None, device=str(device))
     data = CaptionedImages(prepared_coco, "train")
-    cfg = LoopConfig.from_params(train_cfg, seed)
+    cfg = LoopConfig.from_params(train_cfg, seed, len(data))
 
     def loss_fn(step, indices, generator):
         images = data.images(indices, preprocess).to(device)
@@ -63,9 +65,10 @@ def pretrain_diffusion(spec: dict, train_cfg: dict, prepared_coco: str | Path, o
     work = Path(work)
     teacher = build_tiny_teacher(spec, work / "tokenizer", seed).to(device)
     data = CaptionedImages(prepared_coco, "train")
-    cfg = LoopConfig.from_params(train_cfg, seed)
+    cfg = LoopConfig.from_params(train_cfg, seed, len(data))
     alphas = teacher.scheduler.alphas_cumprod.to(device)
     dropout = float(spec["caption_dropout"])
+    t_min = int(spec["train_t_min"])
 
     def loss_fn(step, indices, generator):
         x0 = teacher.encode_images(data.unit_images(indices).to(device))
@@ -75,7 +78,7 @@ def pretrain_diffusion(spec: dict, train_cfg: dict, prepared_coco: str | Path, o
         ids = teacher.tokenizer(captions, padding="max_length", truncation=True,
                                 max_length=teacher.tokenizer.model_max_length, return_tensors="pt").input_ids
         context = teacher.text_encoder(ids.to(device)).last_hidden_state
-        t = torch.randint(0, len(alphas), (len(x0),), generator=generator, device=device)
+        t = torch.randint(t_min, len(alphas), (len(x0),), generator=generator, device=device)
         noise = torch.randn(x0.shape, generator=generator, device=device)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
@@ -127,7 +130,7 @@ def pretrain_student(spec: dict, train_cfg: dict, prepared: dict[str, str | Path
                                    torch.nn.Linear(h, vocab_size)).to(device)
     itm_head = torch.nn.Linear(h, 2).to(device)
     data = CaptionedImages(prepared["coco"], "train")
-    cfg = LoopConfig.from_params(train_cfg, seed)
+    cfg = LoopConfig.from_params(train_cfg, seed, len(data))
     mask_id = student.tokenizer.convert_tokens_to_ids("[MASK]")
     special = torch.tensor(student.tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS), device=device)
     mask_p = float(spec["mask_probability"])

@@ -35,6 +35,11 @@ from .loop import LoopConfig, Trainer
 from .outputs import finish_model_folder
 
 
+# the end-of-training check of h_w(f(x)) under the teacher: held-out captions, mid-range timesteps
+DIAGNOSTIC_CAPTIONS = 256
+DIAGNOSTIC_TIMESTEPS = [300, 500, 700]
+
+
 def make_h_w(embed_dim: int, input_shape: tuple[int, ...], init_std: float, seed: int) -> torch.nn.Linear:
     """The linear map from CLIP's image embedding to the UNet input (flattened)."""
     g = torch.Generator().manual_seed(seed)
@@ -43,6 +48,20 @@ def make_h_w(embed_dim: int, input_shape: tuple[int, ...], init_std: float, seed
         layer.weight.normal_(0, init_std, generator=g)
         layer.bias.zero_()
     return layer
+
+
+@torch.no_grad()
+def fit_h_w(layer: torch.nn.Linear, embeddings: torch.Tensor, targets: torch.Tensor, ridge: float) -> float:
+    """Set ``layer`` to the ridge regression of the teacher's encoding of images on their CLIP
+    embeddings, so that L_SDS starts from a decoded image and not from a grey one.  Returns R^2."""
+    e_mean, y_mean = embeddings.mean(0), targets.mean(0)
+    e, y = embeddings - e_mean, targets - y_mean
+    gram = e.T @ e + ridge * len(e) * torch.eye(e.shape[1], dtype=e.dtype, device=e.device)
+    weight = torch.linalg.solve(gram, e.T @ y).T                       # (out, in)
+    layer.weight.copy_(weight)
+    layer.bias.copy_(y_mean - weight @ e_mean)
+    residual = (y - e @ weight.T).pow(2).sum()
+    return float(1 - residual / y.pow(2).sum())
 
 
 def sds_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor, weighting: str) -> torch.Tensor:
@@ -94,6 +113,54 @@ class SdsClipModel:
         else:
             self.h_w = None
 
+    @torch.no_grad()
+    def init_h_w(self, sds_cfg: dict, data: CaptionedImages, generator: torch.Generator) -> dict:
+        """``h_w_init: fit`` fits h_w to decode the CLIP embeddings of training images into their
+        encodings by the teacher; ``random`` keeps the N(0, h_w_init_std) init."""
+        if sds_cfg["h_w_init"] == "random":
+            return {"h_w_init": "random"}
+        n = min(int(sds_cfg["h_w_fit_images"]), len(data))
+        indices = torch.randperm(len(data), generator=generator)[:n].tolist()
+        embeddings = self.clip.encode_image(data.images(indices, self.preprocess).to(self.device)).float()
+        targets = self.teacher.encode_images(data.unit_images(indices).to(self.device)).flatten(1).float()
+        r2 = fit_h_w(self.h_w, embeddings, targets, float(sds_cfg["h_w_fit_ridge"]))
+        return {"h_w_init": "fit", "h_w_fit_images": n, "h_w_fit_r2": round(r2, 4)}
+
+    @torch.no_grad()
+    def teacher_diagnostics(self, data: CaptionedImages, n: int, timesteps: list[int], seed: int) -> dict:
+        """Does the teacher read the caption on h_w(f(x)) as it does on the real image's encoding?
+
+        Mean denoising MSE over ``timesteps`` (one noise per timestep, shared by everything) of the real
+        encoding and of h_w(f(x)), each under its own caption, another image's caption and the empty
+        caption, on ``n`` held-out captions; ``matched_wins`` is the rate at which the own caption
+        denoises better than the other one (chance 0.5).
+        """
+        g = torch.Generator().manual_seed(seed)
+        indices = torch.randperm(len(data), generator=g)[:min(n, len(data))].tolist()
+        captions = data.captions(indices)
+        others = captions[1:] + captions[:1]
+        contexts = {"matched": self.teacher.encode_text(captions), "mismatched": self.teacher.encode_text(others),
+                    "empty": self.teacher.encode_text([""]).expand(len(indices), -1, -1)}
+        images = data.images(indices, self.preprocess).to(self.device)
+        inputs = {"real": self.teacher.encode_images(data.unit_images(indices).to(self.device)),
+                  "h_w": self.h_w(self.clip.encode_image(images)).view(len(indices), *self.teacher.input_shape)}
+        noise = torch.randn((len(timesteps), *self.teacher.input_shape), generator=g).to(self.device)
+        out: dict = {"captions": len(indices), "timesteps": timesteps}
+        for name, z in inputs.items():
+            errors = {}
+            for kind, context in contexts.items():
+                err = torch.zeros(len(z), device=self.device)
+                for k, t in enumerate(timesteps):
+                    a = self.alphas[t]
+                    z_t = a.sqrt() * z + (1 - a).sqrt() * noise[k]
+                    tt = torch.full((len(z),), t, device=self.device)
+                    pred = self.teacher.unet(z_t, tt, encoder_hidden_states=context).sample
+                    err += (pred - noise[k]).pow(2).flatten(1).mean(1) / len(timesteps)
+                errors[kind] = err
+            out[name] = {f"mse_{k}": round(float(v.mean()), 6) for k, v in errors.items()}
+            out[name]["matched_wins"] = round(float((errors["matched"] < errors["mismatched"]).float().mean()), 4)
+        return out
+
     def trainable(self) -> dict[str, torch.nn.Parameter]:
         named = {f"clip.{k}": p for k, p in self.ln_params.items()}
         if self.h_w is not None:
@@ -144,8 +211,9 @@ def train_sds_clip(cfg: dict, lam: float, seed: int, clip_folder: str | Path, te
     torch.manual_seed(seed)
     model = SdsClipModel(clip_folder, teacher_dir if lam > 0 else None, cfg, seed, device)
     data = CaptionedImages(prepared_coco, "train")
+    h_w_init = model.init_h_w(cfg["sds"], data, torch.Generator().manual_seed(seed)) if lam > 0 else {}
     cache = TextStateCache(text_cache) if lam > 0 else None
-    loop_cfg = LoopConfig.from_params(cfg["train"], seed)
+    loop_cfg = LoopConfig.from_params(cfg["train"], seed, len(data))
     if loop_cfg.compile and device.type == "cuda" and model.teacher is not None:
         model.teacher.unet = torch.compile(model.teacher.unet)
 
@@ -163,6 +231,10 @@ def train_sds_clip(cfg: dict, lam: float, seed: int, clip_folder: str | Path, te
     last = Trainer(work, loop_cfg, model.trainable(), len(data), loss_fn, device,
                    identity={"sds_clip": cfg, "lambda": lam, "clip": str(clip_folder)}).run()
     model.clip.eval()
+    diagnostics = {}
+    if lam > 0:
+        diagnostics = model.teacher_diagnostics(CaptionedImages(prepared_coco, "val"), DIAGNOSTIC_CAPTIONS,
+                                                DIAGNOSTIC_TIMESTEPS, seed)
 
     def write(folder: Path) -> None:
         save_clip(model.clip, model_config_of(clip_folder), folder)
@@ -171,7 +243,8 @@ def train_sds_clip(cfg: dict, lam: float, seed: int, clip_folder: str | Path, te
 
     summary = {"lambda": lam, "seed": seed, "steps": loop_cfg.steps, "final": last,
                "sds": cfg["sds"], "layernorm_scope": cfg["layernorm_scope"],
-               "trainable_parameters": sum(p.numel() for p in model.trainable().values())}
+               "trainable_parameters": sum(p.numel() for p in model.trainable().values()),
+               **h_w_init, "teacher_diagnostics": diagnostics}
     finish_model_folder(Path(out), Path(work), write, summary)
     return summary
 
