@@ -39,7 +39,8 @@ WINOGROUND = "datasets/facebook/winoground"
 # CIFAR-100 files go through the same rules, checked in tests/test_acquire.py); steps and batches of two
 SIZES = {
     "sds_clip": {"backbones": ["vit-b-32"], "lambdas": [1.0e-3], "seeds": [0],
-                 "train": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 1, "log_every": 1}},
+                 "train": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 1, "log_every": 1},
+                 "sds": {"h_w_fit_images": 8}},
     "clip_td": {"settings": ["lowshot"], "lowshot_fractions": [0.5], "seeds": [0],
                 "teacher": {"clip": "vit-b-32", "batch_size": 8, "vqa_candidates": 4},
                 "train": {"epochs": None, "steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 1,
@@ -109,7 +110,8 @@ def test_paper_mode_runs_every_rule_against_the_published_formats(mirrors, tmp_p
 
     # every run of the grid is in the results, with every metric of its evaluation
     metrics = json.loads((project / "results/metrics.json").read_text())
-    assert set(metrics["sds_clip"]["vit-b-32"]) == {"base", "lam0.001"}
+    assert set(metrics["sds_clip"]["vit-b-32"]) == {"base", "lam0.001", "selected"}
+    assert metrics["sds_clip"]["vit-b-32"].pop("selected")["lambda"] == 1.0e-3  # the only lambda > 0
     for values in metrics["sds_clip"]["vit-b-32"].values():
         assert {"winoground_group", "aro_vg_r", "aro_vg_a", "sugarcrepe", "zero_shot_cifar10"} <= set(values)
         assert all(0 <= v <= 1 for v in values.values())

@@ -38,7 +38,7 @@ def test_every_trainer_runs_fp32_on_cpu_under_the_default_params(preset, tmp_pat
                              "clip_td.train"}
     weight = torch.nn.Parameter(torch.ones(2))
     for key, section in trainers.items():
-        trainer = Trainer(tmp_path / key, LoopConfig.from_params(section, 0), {"w": weight}, 4, None,
+        trainer = Trainer(tmp_path / key, LoopConfig.from_params(section, 0, 4), {"w": weight}, 4, None,
                           torch.device("cpu"))
         with trainer.autocast():  # what the loop runs every loss under
             assert not torch.is_autocast_enabled("cpu"), f"{key}.precision runs bf16 on CPU"

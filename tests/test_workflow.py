@@ -101,8 +101,8 @@ def test_results_hold_the_papers_tables_figures_and_a_report(local_run):
             assert image.width >= 400 and image.height >= 250, name
         assert (results / f"figures/{name}.svg").read_text().lstrip().startswith("<?xml")
     headline = json.loads((results / "metrics.json").read_text())
-    assert set(headline["sds_clip"]["clip-tiny"]) == {"base", "lam0", "lam1", "selected_lambda"}
-    assert headline["sds_clip"]["clip-tiny"]["selected_lambda"] == 1
+    assert set(headline["sds_clip"]["clip-tiny"]) == {"base", "lam0", "lam1", "selected"}
+    assert headline["sds_clip"]["clip-tiny"]["selected"] == {"lambda": 1, **headline["sds_clip"]["clip-tiny"]["lam1"]}
     assert set(headline["clip_td"]["vcr"]["shift_movie"]) == {"finetune", "naive", "targeted", "blank_image"}
     run(SNAKEMAKE + ["--report", "results/report.html"], cwd=local_run)
     html = (results / "report.html").read_text()

@@ -46,8 +46,9 @@ def headline(sds: pd.DataFrame, ctd: pd.DataFrame) -> dict:
                 "lam" + r.method.split("λ=")[1].rstrip(")")  # lam0 is the COCO fine-tune control
             metric = re.sub(r"[^a-z0-9]+", "_", r.metric.lower()).strip("_")
             out.setdefault("sds_clip", {}).setdefault(r.backbone, {}).setdefault(key, {})[metric] = round(r.mean, 4)
+        # the lambda chosen on held-out COCO captions, with its run's numbers (``dvc exp show`` columns)
         for backbone, lam in selected_lambdas(sds).items():
-            out["sds_clip"][backbone]["selected_lambda"] = lam
+            out["sds_clip"][backbone]["selected"] = {"lambda": lam, **out["sds_clip"][backbone][f"lam{lam:g}"]}
     if not ctd.empty:
         c = summarize(ctd, ["task", "metric", "setting", "method"])
         for r in c.itertuples():
