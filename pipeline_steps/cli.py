@@ -258,8 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
                  "train-clip-td"):
         parsers[name].add_argument("--work", required=True, type=Path,
                                    help="checkpoints and logs that survive a failed or preempted job")
-    for name in ("pretrain-clip", "pretrain-diffusion", "cache-text-states", "train-sds-clip"):
+    for name in ("pretrain-diffusion", "cache-text-states", "train-sds-clip"):
         parsers[name].add_argument("--prepared", required=True, type=Path, help="prepared COCO captions")
+    parsers["pretrain-clip"].add_argument("--prepared", required=True, type=Path, nargs="+",
+                                          help="prepared captions datasets: the corpus (pretrain.clip_corpus)")
     for name in ("pretrain-clip", "pretrain-diffusion", "pretrain-student", "fetch-pretrained",
                  "cache-text-states", "cache-clip-features", "train-sds-clip", "train-clip-td",
                  "evaluate-clip", "evaluate-clip-td", "teacher-score"):

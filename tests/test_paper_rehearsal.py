@@ -40,7 +40,7 @@ WINOGROUND = "datasets/facebook/winoground"
 SIZES = {
     "sds_clip": {"backbones": ["vit-b-32"], "lambdas": [1.0e-3], "seeds": [0],
                  "train": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 1, "log_every": 1},
-                 "sds": {"h_w_fit_images": 8}},
+                 "sds": {"h_w_fit_images": 8}, "diagnostics": {"captions": 8, "timesteps": [500]}},
     "clip_td": {"settings": ["lowshot"], "lowshot_fractions": [0.5], "seeds": [0],
                 "teacher": {"clip": "vit-b-32", "batch_size": 8, "vqa_candidates": 4},
                 "train": {"epochs": None, "steps": 2, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 1,

@@ -20,7 +20,7 @@ def prepared(small_world, tmp_path_factory):
     _, raw = small_world
     out = tmp_path_factory.mktemp("prepared")
     # the synthetic world's zero-shot sets (CIFAR comes from paper mode: tests/test_acquire.py)
-    synthetic = registry.datasets_to_prepare(["zeroshot_shapes", "zeroshot_colors"])
+    synthetic = registry.datasets_to_prepare(["zeroshot_shapes", "zeroshot_colors"], ["flickr30k"])
     return {d: (prepare(d, raw, out / d, CFG), out / d) for d in synthetic}
 
 
@@ -58,6 +58,32 @@ def test_task_records_keep_labels_and_splits(prepared, small_world):
         test = list(data.records("test"))
     assert len(test) == cfg["vcr"]["test"] and all(r["answer_label"] is None for r in test)
     assert len(vcr.load(raw / "vcr", "val")) == len(list(PreparedDataset(prepared["vcr"][1]).records("val")))
+
+
+def test_flickr30k_captions_hold_out_the_evaluation_images(prepared, small_world):
+    """The CLIP's pretraining corpus never holds an image that ARO's Flickr order set or SNLI-VE's dev and
+    test splits read, and reads every other image's five captions."""
+    cfg, raw = small_world
+    from pipeline_steps.data import coco
+    from pipeline_steps.train.data import CaptionedImages
+
+    with PreparedDataset(prepared["flickr30k"][1]) as data:
+        train = list(data.records("train"))
+        test = list(data.records("test"))
+    karpathy = {img.image_name for img in coco.load_karpathy_blip(raw / "flickr30k/flickr30k_test.json",
+                                                                   raw / "flickr30k")}
+    with PreparedDataset(prepared["snli_ve"][1]) as data:
+        snli_eval = {r["image"] for r in data.records() if r["split"] != "train"}
+    assert {r["image"] for r in test} == karpathy | snli_eval
+    assert not {r["image"] for r in train} & (karpathy | snli_eval)
+    assert len({r["image"] for r in train} | karpathy | snli_eval) == cfg["flickr30k"]["images"]
+    assert len(train) == 5 * len({r["image"] for r in train})
+    corpus = CaptionedImages([prepared["coco"][1], prepared["flickr30k"][1]], "train")
+    coco_only = CaptionedImages(prepared["coco"][1], "train")
+    assert len(corpus) == len(coco_only) + len(train)
+    assert len(set(corpus.ids)) == len(corpus) and corpus.ids[:len(coco_only)] == coco_only.ids
+    last = len(corpus) - 1
+    assert corpus.captions([last]) == [train[-1]["caption"]] and corpus.pil_images([0, last])[1].size == (64, 64)
 
 
 def test_measured_visual_domain_matches_the_generator(prepared, small_world):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ def setup(small_world, tmp_path_factory):
     params = smoke_params()
     prepare("coco", raw, root / "coco", {"shard_size_mb": 1, "texture_threshold": 8.0})
     clip_spec = params["models"]["clip"]["clip-tiny"]
-    pretrain_clip(clip_spec, {"steps": 4, "batch_size": 16, "lr": 1e-3}, root / "coco", root / "clip",
+    pretrain_clip(clip_spec, {"steps": 4, "batch_size": 16, "lr": 1e-3}, [root / "coco"], root / "clip",
                   root / "work-clip", 0)
     # the teacher must have learned some denoising for the gradient modes to be comparable
     pretrain_diffusion(params["models"]["diffusion"]["tiny"],
@@ -225,6 +226,11 @@ def test_preempted_run_resumes_to_identical_weights(setup, tmp_path):
                             capture_output=True, text=True)
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"resumed from {tmp_path / 'w2/checkpoints'}/step-{stopped}" in second.stderr
+    # h_w was fitted when the run started, not again on resuming (its checkpoint holds h_w), and the
+    # summary still reports the fit
+    assert "h_w fitted" in output and "h_w fitted" not in second.stderr
+    summaries = [json.loads((tmp_path / run / "train_summary.json").read_text()) for run in ("straight", "resumed")]
+    assert summaries[0]["h_w_fit_r2"] == summaries[1]["h_w_fit_r2"] > 0
     a = load_file(tmp_path / "straight/open_clip_model.safetensors")
     b = load_file(tmp_path / "resumed/open_clip_model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)

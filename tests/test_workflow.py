@@ -22,7 +22,8 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
 def test_pipeline_produces_prepared_data_and_splits(local_run):
     for source in SOURCES:
         assert (local_run / "data/raw" / source / "SYNTHETIC.json").is_file()
-    for dataset in datasets_to_prepare(smoke_params()["evaluate"]["zeroshot"]["datasets"]):
+    params = smoke_params()
+    for dataset in datasets_to_prepare(params["evaluate"]["zeroshot"]["datasets"], params["pretrain"]["clip_corpus"]):
         root = local_run / "data/prepared" / dataset
         assert (root / "records.jsonl").stat().st_size > 0
         assert (root / "images.parquet").is_file() and list(root.glob("images-*.tar"))

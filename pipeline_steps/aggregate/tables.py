@@ -99,12 +99,12 @@ def sds_diagnostics_table(diagnostics: pd.DataFrame, out: Path) -> None:
     """tables/sds_clip_diagnostics.{csv,md}: per run, the gradient-norm medians, h_w's fit and the
     teacher's reading of h_w(f(x)) next to the real image (matched_wins: own caption beats another's)."""
     diagnostics.to_csv(out / "sds_clip_diagnostics.csv", index=False)
-    columns = {"lambda": "λ", "seed": "seed", "grad_norm_clip_ln": "|g_CLIP| LN", "grad_norm_sds_ln": "|g_SDS| LN",
-               "norm_ratio_clip_over_sds": "ratio", "grad_norm_sds_h_w": "|g_SDS| h_w", "h_w_fit_r2": "h_w fit R²",
+    columns = {"lambda": "λ", "seed": "seed", "grad_norm_clip_ln": "‖g_CLIP‖ LN", "grad_norm_sds_ln": "‖g_SDS‖ LN",
+               "norm_ratio_clip_over_sds": "ratio", "grad_norm_sds_h_w": "‖g_SDS‖ h_w", "h_w_fit_r2": "h_w fit R²",
                "teacher_real_matched_wins": "teacher reads real", "teacher_h_w_matched_wins": "teacher reads h_w(f(x))"}
     shown = diagnostics[[c for c in columns if c in diagnostics.columns]].rename(columns=columns)
     lines = ["# SDS-CLIP diagnostics\n",
-             "Gradient norms: medians over the logged steps, unweighted by λ; ratio = |g_CLIP| / |g_SDS| at the "
+             "Gradient norms: medians over the logged steps, unweighted by λ; ratio = ‖g_CLIP‖ / ‖g_SDS‖ at the "
              "LayerNorms, the λ at which both losses weigh the same. Teacher reads: the rate at which an image's own "
              "held-out caption denoises it better than another image's caption (chance 0.5), for the real image's "
              "encoding and for h_w(f(x)) at the end of training.\n",

@@ -31,6 +31,24 @@ def _coco(raw: Path) -> Iterator[Item]:
                     "caption": c.caption}, [(key, c.image)])
 
 
+def _flickr30k(raw: Path) -> Iterator[Item]:
+    """One record per caption; images that an evaluation reads (the Karpathy test split of ARO's Flickr
+    order set, SNLI-VE's dev and test images) are ``test``, the others ``train``."""
+    root = raw / "flickr30k"
+    test = {img.image_name for img in coco.load_karpathy_blip(root / "flickr30k_test.json", root)}
+    for split in ("dev", "test"):
+        test |= {f"flickr30k-images/{it.image.name}"
+                 for it in snli_ve.load(raw / "snli_ve", split, root / "flickr30k-images")}
+    for name, captions in coco.load_flickr_tokens(root / "results_20130124.token").items():
+        key = f"flickr30k-images/{name}"
+        image = root / key
+        if not image.is_file():
+            raise InputError(f"{root / 'results_20130124.token'}: {name} has captions but no image at {image}")
+        for k, caption in enumerate(captions):
+            yield ({"id": f"{name}#{k}", "split": "test" if key in test else "train", "image": key,
+                    "caption": caption}, [(key, image)])
+
+
 def _winoground(raw: Path) -> Iterator[Item]:
     for e in winoground.load(raw / "winoground"):
         keys = [f"images/{p.name}" for p in (e.image_0, e.image_1)]
@@ -115,6 +133,7 @@ def _class_folders(name: str) -> Callable[[Path], Iterator[Item]]:
 
 ITEMS: dict[str, Callable[[Path], Iterator[Item]]] = {
     "coco": _coco,
+    "flickr30k": _flickr30k,
     "winoground": _winoground,
     "aro_vg_relation": _aro_vg("relation"),
     "aro_vg_attribution": _aro_vg("attribution"),

@@ -16,6 +16,9 @@ RAW_SOURCES = ("coco", "flickr30k", "winoground", "aro", "sugarcrepe", "vqa", "s
 # prepared dataset -> raw sources it is built from
 PREPARED_FROM: dict[str, tuple[str, ...]] = {
     "coco": ("coco",),
+    # Flickr30k's captions (results_20130124.token) but of the images SNLI-VE evaluates on: part of the
+    # synthetic CLIP's pretraining corpus
+    "flickr30k": ("flickr30k", "snli_ve"),
     "winoground": ("winoground",),
     "aro_vg_relation": ("aro",),
     "aro_vg_attribution": ("aro",),
@@ -37,9 +40,16 @@ PREPARED_DATASETS = tuple(PREPARED_FROM)
 ZEROSHOT_DATASETS = tuple(d for d in PREPARED_DATASETS if d.startswith("zeroshot_"))
 
 
-def datasets_to_prepare(zeroshot: list[str]) -> list[str]:
-    """Every benchmark and task dataset, and of the zero-shot sets those in ``zeroshot``."""
-    return [d for d in PREPARED_DATASETS if d not in ZEROSHOT_DATASETS or d in zeroshot]
+# Prepared only as a pretraining corpus of the synthetic world's CLIP (pretrain.clip.corpus): paper mode
+# fetches a pretrained CLIP and reads Flickr30k's images through SNLI-VE and ARO alone.
+CORPUS_DATASETS = ("flickr30k",)
+
+
+def datasets_to_prepare(zeroshot: list[str], corpora: list[str] = ()) -> list[str]:
+    """Every benchmark and task dataset, of the zero-shot sets those in ``zeroshot``, and of the
+    pretraining corpora those in ``corpora``."""
+    return [d for d in PREPARED_DATASETS
+            if (d not in ZEROSHOT_DATASETS or d in zeroshot) and (d not in CORPUS_DATASETS or d in corpora)]
 
 # The tasks that low-shot and domain-shift splits are built for, with the record field that
 # stratifies low-shot sampling, the split holding training records and the one used for evaluation.

@@ -21,7 +21,7 @@ import torch
 from torchvision.transforms.functional import pil_to_tensor
 
 from ..data.shards import PreparedDataset
-from ..models.diffusion import load_teacher
+from ..models.diffusion import denoising_errors, load_teacher
 from .compositional import winoground_overall, winoground_report
 
 NORMALIZATIONS = ("empty_caption", "none")
@@ -40,7 +40,7 @@ def winoground_diffusion_errors(teacher_dir: str | Path, prepared: str | Path, t
     noise = torch.randn((draws, len(timesteps), *teacher.input_shape), generator=g).transpose(0, 1)
     noise = noise.reshape(k, *teacher.input_shape).to(device)           # timestep-major, then draw
     t = torch.tensor(timesteps, device=device).repeat_interleave(draws)
-    alphas = teacher.scheduler.alphas_cumprod.to(device)[t].view(-1, 1, 1, 1)
+    alphas = teacher.scheduler.alphas_cumprod.to(device)
     # every (caption, image, timestep x draw) triple of an example, evaluated in chunks of the batch
     c_idx, i_idx, k_idx = (a.reshape(-1).to(device) for a in torch.meshgrid(
         torch.arange(3), torch.arange(2), torch.arange(k), indexing="ij"))
@@ -51,13 +51,11 @@ def winoground_diffusion_errors(teacher_dir: str | Path, prepared: str | Path, t
             images = torch.stack([pil_to_tensor(data.image(r[f"image_{i}"])).float() / 255 for i in (0, 1)])
             x0 = teacher.encode_images(images.to(device))                              # (2, C, H, W)
             context = teacher.encode_text([r["caption_0"], r["caption_1"], ""])        # (3, L, D)
-            noisy = alphas.sqrt() * x0[:, None] + (1 - alphas).sqrt() * noise           # (2, K, C, H, W)
             err = torch.empty(len(c_idx), device=device)
             for start in range(0, len(c_idx), batch_size):
                 c, i, j = (a[start:start + batch_size] for a in (c_idx, i_idx, k_idx))
-                pred = teacher.unet(noisy[i, j], t[j], encoder_hidden_states=context[c]).sample
-                diff = (pred - noise[j]).flatten(1)
-                err[start:start + batch_size] = diff.pow(2).mean(dim=1) if error == "mse" else diff.norm(dim=1)
+                err[start:start + batch_size] = denoising_errors(teacher.unet, x0[i], t[j], noise[j], context[c],
+                                                                 alphas, error)
             errors[n] = err.view(3, 2, k).mean(dim=2).cpu().numpy()
     return errors, records
 

@@ -74,6 +74,18 @@ class DiffusionTeacher:
         return F.interpolate(x, size=self.input_shape[1:], mode="area")
 
 
+@torch.no_grad()
+def denoising_errors(unet: UNet2DConditionModel, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+                     context: torch.Tensor, alphas_cumprod: torch.Tensor, error: str = "mse") -> torch.Tensor:
+    """(B,) how badly the UNet predicts ``noise[b]`` added to ``x0[b]`` at timestep ``t[b]`` under
+    ``context[b]``: the MSE over the input's elements (Diffusion Classifier) or the unsquared L2
+    distance (``error="l2"``, DiffusionITM).  The teacher score and SDS-CLIP's diagnostics both read it."""
+    a = alphas_cumprod[t].view(-1, *([1] * (x0.dim() - 1)))
+    pred = unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t, encoder_hidden_states=context).sample
+    diff = (pred - noise).flatten(1)
+    return diff.pow(2).mean(dim=1) if error == "mse" else diff.norm(dim=1)
+
+
 def bpe_tokenizer(out_dir: str | Path, max_length: int = 77) -> CLIPTokenizer:
     """A CLIPTokenizer equal to SD 1.x's, built offline from open_clip's bundled BPE merges."""
     import open_clip.tokenizer as oct

@@ -12,14 +12,22 @@ from ..data.shards import PreparedDataset
 
 
 class CaptionedImages:
-    """The records of one split of a prepared captions dataset (one record per caption)."""
+    """The records of one split of one or more prepared captions datasets (one record per caption),
+    in the order of the datasets given."""
 
-    def __init__(self, prepared: str | Path, split: str = "train"):
-        self.data = PreparedDataset(prepared)
-        self.records = list(self.data.records(split))
-        if not self.records:
-            raise InputError(f"{prepared} has no '{split}' records")
-        self.ids = [r["id"] for r in self.records]
+    def __init__(self, prepared: str | Path | list[str | Path], split: str = "train"):
+        folders = [prepared] if isinstance(prepared, (str, Path)) else list(prepared)
+        self.datasets = [PreparedDataset(folder) for folder in folders]
+        self.records, self.source = [], []
+        for k, (folder, data) in enumerate(zip(folders, self.datasets)):
+            records = list(data.records(split))
+            if not records:
+                raise InputError(f"{folder} has no '{split}' records")
+            self.records += records
+            self.source += [k] * len(records)
+        # ids are unique within a dataset: prefix the later datasets' so they are across the corpus
+        self.ids = [r["id"] if k == 0 else f"{Path(folders[k]).name}/{r['id']}"
+                    for r, k in zip(self.records, self.source)]
 
     def __len__(self) -> int:
         return len(self.records)
@@ -28,7 +36,7 @@ class CaptionedImages:
         return [self.records[i]["caption"] for i in indices]
 
     def pil_images(self, indices) -> list:
-        return [self.data.image(self.records[i]["image"]) for i in indices]
+        return [self.datasets[self.source[i]].image(self.records[i]["image"]) for i in indices]
 
     def images(self, indices, transform) -> torch.Tensor:
         """A batch through a CLIP preprocess transform (B, 3, H, W)."""

@@ -78,8 +78,11 @@ class Trainer:
 
     def __init__(self, out_dir: str | Path, cfg: LoopConfig, named_params: dict[str, torch.nn.Parameter],
                  n_items: int, loss_fn: Callable, device: torch.device, live_dir: str | Path | None = None,
-                 identity: dict | None = None):
+                 identity: dict | None = None, on_fresh_start: Callable[[], None] | None = None):
         self.out_dir = Path(out_dir)
+        # called before the first step of a run that starts from scratch, not of a resumed one (whose
+        # checkpoint holds the result): e.g. an initialisation fitted to data
+        self.on_fresh_start = on_fresh_start
         self.identity = identity or {}
         self.cfg = cfg
         self.named_params = named_params
@@ -180,6 +183,8 @@ class Trainer:
             self.discard_stale_state()
         self.dist.barrier()
         start = self.load_latest()
+        if start == 0 and self.on_fresh_start is not None:
+            self.on_fresh_start()
         for sig in (signal.SIGTERM, signal.SIGUSR1):
             signal.signal(sig, self._on_signal)
         live = training_curves(self.live_dir, resume=start > 0) if self.dist.main else None

@@ -2,7 +2,9 @@
 
 No pretrained weights exist offline, so in synthetic mode the ``pretrained`` stage trains:
 
-- a tiny CLIP (open_clip architecture from params) with the symmetric InfoNCE loss;
+- a tiny CLIP (open_clip architecture from params) with the symmetric InfoNCE loss, on a corpus
+  larger and broader than the student's (COCO and Flickr30k captions: more images, both domains),
+  as the published CLIPs saw far more than the VL students distilled from them;
 - a tiny text-conditioned diffusion teacher (UNet + its own CLIP text encoder) with the DDPM
   noise-prediction loss, captions dropped 10% of the time (so it also models images without text,
   the empty-caption term of the teacher score), on timesteps from ``train_t_min`` up, where the
@@ -32,13 +34,14 @@ from .outputs import finish_model_folder
 log = logging.getLogger(__name__)
 
 
-def pretrain_clip(spec: dict, train_cfg: dict, prepared_coco: str | Path, out: str | Path,
+def pretrain_clip(spec: dict, train_cfg: dict, prepared: list[str | Path], out: str | Path,
                   work: str | Path, seed: int) -> dict:
-    """Train ``spec['architecture']`` from random init on the COCO train captions."""
+    """Train ``spec['architecture']`` from random init on the train captions of the ``prepared``
+    datasets (``pretrain.clip_corpus``: COCO and Flickr30k, more images than the student's COCO)."""
     device = device_for()
     torch.manual_seed(seed)
     model, preprocess, tokenizer = load_clip(spec["architecture"], None, device=str(device))
-    data = CaptionedImages(prepared_coco, "train")
+    data = CaptionedImages(prepared, "train")
     cfg = LoopConfig.from_params(train_cfg, seed, len(data))
 
     def loss_fn(step, indices, generator):
@@ -52,7 +55,8 @@ def pretrain_clip(spec: dict, train_cfg: dict, prepared_coco: str | Path, out: s
                       identity={"clip": spec})
     last = trainer.run()
     summary = {"architecture": spec["architecture"], "steps": cfg.steps, "final": last,
-               "train_captions": len(data)}
+               "train_captions": len(data), "corpus": [Path(p).name for p in prepared],
+               "train_images": len({(k, r["image"]) for k, r in zip(data.source, data.records)})}
     finish_model_folder(Path(out), Path(work),
             lambda d: save_clip(model, model_config(spec["architecture"]), d), summary)
     return summary

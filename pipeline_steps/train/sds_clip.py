@@ -20,6 +20,7 @@ With lambda = 0 (the COCO fine-tune control) the UNet is not run at all.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -28,16 +29,15 @@ from safetensors.torch import save_file
 
 from ..features import TextStateCache
 from ..hardware import device_for
+from ..io import atomic_write_json
 from ..models.clip import clip_contrastive_loss, layernorm_parameters, load_clip, save_clip
-from ..models.diffusion import load_teacher
+from ..models.diffusion import denoising_errors, load_teacher
 from .data import CaptionedImages
 from .loop import LoopConfig, Trainer
 from .outputs import finish_model_folder
 
+log = logging.getLogger(__name__)
 
-# the end-of-training check of h_w(f(x)) under the teacher: held-out captions, mid-range timesteps
-DIAGNOSTIC_CAPTIONS = 256
-DIAGNOSTIC_TIMESTEPS = [300, 500, 700]
 
 
 def make_h_w(embed_dim: int, input_shape: tuple[int, ...], init_std: float, seed: int) -> torch.nn.Linear:
@@ -124,6 +124,7 @@ class SdsClipModel:
         embeddings = self.clip.encode_image(data.images(indices, self.preprocess).to(self.device)).float()
         targets = self.teacher.encode_images(data.unit_images(indices).to(self.device)).flatten(1).float()
         r2 = fit_h_w(self.h_w, embeddings, targets, float(sds_cfg["h_w_fit_ridge"]))
+        log.info("h_w fitted on %d training images (R^2 %.3f)", n, r2)
         return {"h_w_init": "fit", "h_w_fit_images": n, "h_w_fit_r2": round(r2, 4)}
 
     @torch.no_grad()
@@ -149,14 +150,9 @@ class SdsClipModel:
         for name, z in inputs.items():
             errors = {}
             for kind, context in contexts.items():
-                err = torch.zeros(len(z), device=self.device)
-                for k, t in enumerate(timesteps):
-                    a = self.alphas[t]
-                    z_t = a.sqrt() * z + (1 - a).sqrt() * noise[k]
-                    tt = torch.full((len(z),), t, device=self.device)
-                    pred = self.teacher.unet(z_t, tt, encoder_hidden_states=context).sample
-                    err += (pred - noise[k]).pow(2).flatten(1).mean(1) / len(timesteps)
-                errors[kind] = err
+                errors[kind] = sum(denoising_errors(self.teacher.unet, z, torch.full((len(z),), t, device=self.device),
+                                                    noise[k].expand_as(z), context, self.alphas)
+                                   for k, t in enumerate(timesteps)) / len(timesteps)
             out[name] = {f"mse_{k}": round(float(v.mean()), 6) for k, v in errors.items()}
             out[name]["matched_wins"] = round(float((errors["matched"] < errors["mismatched"]).float().mean()), 4)
         return out
@@ -211,7 +207,12 @@ def train_sds_clip(cfg: dict, lam: float, seed: int, clip_folder: str | Path, te
     torch.manual_seed(seed)
     model = SdsClipModel(clip_folder, teacher_dir if lam > 0 else None, cfg, seed, device)
     data = CaptionedImages(prepared_coco, "train")
-    h_w_init = model.init_h_w(cfg["sds"], data, torch.Generator().manual_seed(seed)) if lam > 0 else {}
+    # h_w's initialisation is fitted when a run starts, not when it resumes (the checkpoint holds h_w);
+    # what the fit found is kept beside the checkpoints for the summary
+    init_record = Path(work) / "h_w_init.json"
+
+    def init_h_w() -> None:
+        atomic_write_json(init_record, model.init_h_w(cfg["sds"], data, torch.Generator().manual_seed(seed)))
     cache = TextStateCache(text_cache) if lam > 0 else None
     loop_cfg = LoopConfig.from_params(cfg["train"], seed, len(data))
     if loop_cfg.compile and device.type == "cuda" and model.teacher is not None:
@@ -229,12 +230,15 @@ def train_sds_clip(cfg: dict, lam: float, seed: int, clip_folder: str | Path, te
 
     model.clip.train()
     last = Trainer(work, loop_cfg, model.trainable(), len(data), loss_fn, device,
-                   identity={"sds_clip": cfg, "lambda": lam, "clip": str(clip_folder)}).run()
+                   identity={"sds_clip": cfg, "lambda": lam, "clip": str(clip_folder)},
+                   on_fresh_start=init_h_w if lam > 0 else None).run()
     model.clip.eval()
-    diagnostics = {}
+    h_w_init, diagnostics = {}, {}
     if lam > 0:
-        diagnostics = model.teacher_diagnostics(CaptionedImages(prepared_coco, "val"), DIAGNOSTIC_CAPTIONS,
-                                                DIAGNOSTIC_TIMESTEPS, seed)
+        h_w_init = json.loads(init_record.read_text())
+        diag = cfg["diagnostics"]
+        diagnostics = model.teacher_diagnostics(CaptionedImages(prepared_coco, "val"), int(diag["captions"]),
+                                                [int(t) for t in diag["timesteps"]], seed)
 
     def write(folder: Path) -> None:
         save_clip(model.clip, model_config_of(clip_folder), folder)

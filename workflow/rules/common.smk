@@ -20,9 +20,11 @@ PREPARED = config["paths"]["prepared"]
 SPLITS = config["paths"]["splits"]
 LOGS = config["paths"]["logs"]
 BENCH = config["paths"]["benchmarks"]
-# Prepared datasets of this configuration: every benchmark and task, and the zero-shot sets the
-# evaluation lists (the synthetic world's or paper mode's).
-DATASETS = datasets_to_prepare(config["evaluate"]["zeroshot"]["datasets"])
+# Prepared datasets of this configuration: every benchmark and task, the zero-shot sets the
+# evaluation lists (the synthetic world's or paper mode's) and, in the synthetic world, the CLIP's
+# pretraining corpus.
+CLIP_CORPUS = config["pretrain"]["clip_corpus"] if config["mode"] == "synthetic" else []
+DATASETS = datasets_to_prepare(config["evaluate"]["zeroshot"]["datasets"], CLIP_CORPUS)
 # Software environment of every job, for --software-deployment-method conda (the default run
 # uses the Python environment the package is installed in).
 ENV = "../envs/pipeline.yaml"

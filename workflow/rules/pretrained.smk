@@ -6,14 +6,15 @@ if config["mode"] == "synthetic":
 
     rule pretrain_clip:
         input:
-            f"{PREPARED}/coco",
+            expand(f"{PREPARED}/{{dataset}}", dataset=CLIP_CORPUS),
         output:
             directory(f"{MODELS}/pretrained/{{clip}}"),
         params:
             **step_params("pretrain-clip"),
             work=f"{WORK}/pretrained/{{clip}}",
             cfg=lambda w: json.dumps(
-                [config["models"]["clip"][w.clip], config["pretrain"]["clip"], config["pretrain"]["seed"]],
+                [config["models"]["clip"][w.clip], config["pretrain"]["clip"], config["pretrain"]["clip_corpus"],
+                 config["pretrain"]["seed"]],
                 sort_keys=True,
             ),
         threads: 1
