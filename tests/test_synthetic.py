@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from pipeline_steps.data import aro, coco, snli_ve, sugarcrepe, vcr, vqa, winoground
-from pipeline_steps.data.grammar import (SUGARCREPE_CATEGORIES, WINOGROUND_KINDS, snli_hypotheses,
-                                         sugarcrepe_pair, winoground_pair)
-from pipeline_steps.data.scenes import COLORS, RELATIONS, make_scene, render
+from pipeline_steps.data.grammar import (PLACES, SUGARCREPE_CATEGORIES, WINOGROUND_KINDS, captions,
+                                         flickr_captions, snli_hypotheses, sugarcrepe_pair, winoground_pair)
+from pipeline_steps.data.scenes import COLORS, NUMBER_WORDS, PLURAL, RELATIONS, make_scene, render
 from pipeline_steps.seeding import rng_for
 from pipeline_steps.data.synthetic import SOURCES, synthesize
 from pipeline_steps.io import tree_digest
@@ -96,6 +96,34 @@ def test_sugarcrepe_negatives_are_false_and_positives_true(category):
             assert not describes(negative, scene), (category, negative)
         if category.startswith("swap"):
             assert Counter(positive.split()) == Counter(negative.split())
+
+
+def test_flickr_captions_are_true_and_say_more_than_cocos():
+    """The CLIP's corpus (Flickr30k's captions) holds kinds of statement COCO's never make: where an
+    object is, how many of a shape, the background; each is true of its scene."""
+    place = re.compile(rf"^an? (small|large) (\w+) (\w+) ({'|'.join(PLACES.values())})$")
+    count = re.compile(r"^there (?:is|are) (\w+) (\w+)$")
+    kinds, coco_words, flickr_words = Counter(), set(), set()
+    for i in range(60):
+        scene = make_scene(0, "flickr30k", i)
+        coco_words |= {w for c in captions(scene, rng_for(0, "c", i)) for w in c.split()}
+        for caption in flickr_captions(scene, rng_for(0, "f", i)):
+            flickr_words |= set(caption.split())
+            if m := place.match(caption):
+                size, color, shape, where = m.groups()
+                obj = find(scene, color, shape, size)
+                assert obj is not None and PLACES[obj.cell] == where, (caption, scene)
+                kinds["place"] += 1
+            elif m := count.match(caption):
+                number, noun = m.groups()
+                shape = noun if noun in PLURAL else next(s for s, p in PLURAL.items() if p == noun)
+                assert NUMBER_WORDS[scene.count(shape)] == number, (caption, scene)
+                kinds["count"] += 1
+            elif caption.endswith("background"):
+                assert ("striped" in caption) == (scene.domain == "textured"), (caption, scene)
+                kinds["background"] += 1
+    assert min(kinds.values()) >= 5 and len(kinds) == 3
+    assert {"corner", "middle", "background", "striped"} <= flickr_words - coco_words
 
 
 SPATIAL_HYPOTHESIS = re.compile(rf"^(?:an?|the) (\w+) (\w+) (?:is )?({'|'.join(RELATIONS)}) (?:an?|the) (\w+) (\w+)$")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scenes import (COLORS, OPPOSITE, PLURAL, RELATIONS, SHAPES, Obj, Scene,
+from .scenes import (COLORS, NUMBER_WORDS, OPPOSITE, PLURAL, RELATIONS, SHAPES, Obj, Scene,
                      with_article)
 
 
@@ -31,6 +31,29 @@ def captions(scene: Scene, rng: np.random.Generator, n: int = 5) -> list[str]:
     if scene.extras:
         listed = ", ".join(o.phrase() for o in scene.objects[:-1])
         pool.append(f"{listed} and {scene.objects[-1].phrase()}")
+    order = rng.permutation(len(pool))
+    return [pool[i] for i in order[:n]]
+
+
+# where an object sits in the 3x3 grid: (column, row), row 0 at the top
+PLACES = {(0, 0): "in the top left corner", (1, 0): "at the top", (2, 0): "in the top right corner",
+          (0, 1): "on the left", (1, 1): "in the middle", (2, 1): "on the right",
+          (0, 2): "in the bottom left corner", (1, 2): "at the bottom", (2, 2): "in the bottom right corner"}
+
+
+def flickr_captions(scene: Scene, rng: np.random.Generator, n: int = 5) -> list[str]:
+    """``n`` different true captions of the scene, Flickr30k style: COCO's kinds and more, which the
+    CLIP's pretraining corpus has and the student's does not: where each object is in the picture,
+    how many of a shape there are, every object's size, the background."""
+    pool = captions(scene, rng, n=len(scene.objects) + 6)
+    pool += [f"{o.phrase(True)} {PLACES[o.cell]}" for o in scene.objects]
+    for shape in sorted({o.shape for o in scene.objects}):
+        count = scene.count(shape)
+        pool.append(f"there {'are' if count > 1 else 'is'} {NUMBER_WORDS[count]} "
+                    f"{PLURAL[shape] if count > 1 else shape}")
+    pool.append(", ".join(o.phrase(True) for o in scene.objects[:-1]) + f" and {scene.objects[-1].phrase(True)}")
+    background = "a striped" if scene.domain == "textured" else "a plain"
+    pool.append(f"{scene.a.phrase()} and {scene.b.phrase()} on {background} background")
     order = rng.permutation(len(pool))
     return [pool[i] for i in order[:n]]
 

@@ -16,8 +16,8 @@ RAW_SOURCES = ("coco", "flickr30k", "winoground", "aro", "sugarcrepe", "vqa", "s
 # prepared dataset -> raw sources it is built from
 PREPARED_FROM: dict[str, tuple[str, ...]] = {
     "coco": ("coco",),
-    # Flickr30k's captions (results_20130124.token) but of the images SNLI-VE evaluates on: part of the
-    # synthetic CLIP's pretraining corpus
+    # Flickr30k's captions (results_20130124.token), less the images ARO and SNLI-VE evaluate on (hence
+    # snli_ve): part of the synthetic CLIP's pretraining corpus
     "flickr30k": ("flickr30k", "snli_ve"),
     "winoground": ("winoground",),
     "aro_vg_relation": ("aro",),
@@ -40,7 +40,7 @@ PREPARED_DATASETS = tuple(PREPARED_FROM)
 ZEROSHOT_DATASETS = tuple(d for d in PREPARED_DATASETS if d.startswith("zeroshot_"))
 
 
-# Prepared only as a pretraining corpus of the synthetic world's CLIP (pretrain.clip.corpus): paper mode
+# Prepared only as a pretraining corpus of the synthetic world's CLIP (pretrain.clip_corpus): paper mode
 # fetches a pretrained CLIP and reads Flickr30k's images through SNLI-VE and ARO alone.
 CORPUS_DATASETS = ("flickr30k",)
 

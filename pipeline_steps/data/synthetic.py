@@ -147,7 +147,7 @@ def write_flickr30k(w: _Writer) -> None:
         image_id = flickr_image_id(i)
         scene = w.scene("flickr30k", i)
         w.image(f"flickr30k-images/{image_id}.jpg", scene)
-        caps = grammar.captions(scene, w.rng("flickr-captions", i))
+        caps = grammar.flickr_captions(scene, w.rng("flickr-captions", i))
         token_lines += [f"{image_id}.jpg#{k}\t{c}" for k, c in enumerate(caps)]
         if i < int(sizes["test"]):
             test.append({"image": f"flickr30k-images/{image_id}.jpg", "caption": caps})
@@ -264,7 +264,7 @@ def write_snli_ve(w: _Writer) -> None:
             image_id = flickr_image_id(i)
             scene = w.scene("flickr30k", i)
             rng = w.rng("snli-ve", i)
-            premise = grammar.captions(scene, w.rng("flickr-captions", i))[0]
+            premise = grammar.flickr_captions(scene, w.rng("flickr-captions", i))[0]
             for hyp, label in grammar.snli_hypotheses(scene, rng):
                 code = label[0]
                 rows.append({"Flickr30K_ID": str(image_id), "annotator_labels": [label],

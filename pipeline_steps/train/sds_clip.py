@@ -39,7 +39,6 @@ from .outputs import finish_model_folder
 log = logging.getLogger(__name__)
 
 
-
 def make_h_w(embed_dim: int, input_shape: tuple[int, ...], init_std: float, seed: int) -> torch.nn.Linear:
     """The linear map from CLIP's image embedding to the UNet input (flattened)."""
     g = torch.Generator().manual_seed(seed)
