@@ -17,8 +17,13 @@ def relation_caption(first: Obj, relation: str, second: Obj, with_size: bool = F
     return f"{first.phrase(with_size)} {relation} {second.phrase(with_size)}"
 
 
-def captions(scene: Scene, rng: np.random.Generator, n: int = 5) -> list[str]:
-    """``n`` different true captions of the scene, COCO style."""
+def object_list(objects, with_size: bool = False) -> str:
+    """'a red square, a blue circle and a green star'."""
+    return ", ".join(o.phrase(with_size) for o in objects[:-1]) + f" and {objects[-1].phrase(with_size)}"
+
+
+def captions(scene: Scene, rng: np.random.Generator, n: int | None = 5) -> list[str]:
+    """``n`` different true captions of the scene, COCO style (``None``: every one, shuffled)."""
     a, b, rel = scene.a, scene.b, scene.relation
     pool = [
         relation_caption(a, rel, b),
@@ -29,8 +34,7 @@ def captions(scene: Scene, rng: np.random.Generator, n: int = 5) -> list[str]:
         f"a picture of {a.phrase(True)} {rel} {b.phrase(True)}",
     ]
     if scene.extras:
-        listed = ", ".join(o.phrase() for o in scene.objects[:-1])
-        pool.append(f"{listed} and {scene.objects[-1].phrase()}")
+        pool.append(object_list(scene.objects))
     order = rng.permutation(len(pool))
     return [pool[i] for i in order[:n]]
 
@@ -45,13 +49,13 @@ def flickr_captions(scene: Scene, rng: np.random.Generator, n: int = 5) -> list[
     """``n`` different true captions of the scene, Flickr30k style: COCO's kinds and more, which the
     CLIP's pretraining corpus has and the student's does not: where each object is in the picture,
     how many of a shape there are, every object's size, the background."""
-    pool = captions(scene, rng, n=len(scene.objects) + 6)
+    pool = captions(scene, rng, n=None)
     pool += [f"{o.phrase(True)} {PLACES[o.cell]}" for o in scene.objects]
     for shape in sorted({o.shape for o in scene.objects}):
         count = scene.count(shape)
         pool.append(f"there {'are' if count > 1 else 'is'} {NUMBER_WORDS[count]} "
                     f"{PLURAL[shape] if count > 1 else shape}")
-    pool.append(", ".join(o.phrase(True) for o in scene.objects[:-1]) + f" and {scene.objects[-1].phrase(True)}")
+    pool.append(object_list(scene.objects, with_size=True))
     background = "a striped" if scene.domain == "textured" else "a plain"
     pool.append(f"{scene.a.phrase()} and {scene.b.phrase()} on {background} background")
     order = rng.permutation(len(pool))
