@@ -30,7 +30,7 @@ from pipeline_steps.grid import clip_td_runs, sds_run_name
 
 TOKEN = "hf_rehearsal_token_9051"
 CLIP = "ViT-B-32-quickgelu"
-METHODS = ["blank_image", "finetune", "naive", "targeted"]  # sorted
+METHODS = ["blank_image", "finetune", "naive", "shuffled_image", "targeted"]  # sorted
 WINOGROUND = "datasets/facebook/winoground"
 
 # the paper preset's grid, cut to one point per rule: one backbone and one lambda (the lambda=0

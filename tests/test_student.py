@@ -67,3 +67,20 @@ def test_student_vocabulary_is_the_same_on_every_run(tmp_path):
     # then whole words, most frequent first, ties alphabetical, cut at the size
     words = ["blue", "red", "square", "and", "circle", "is", "star", "stars", "the", "two"]
     assert vocab[5 + 2 * len(chars):] == words[:50 - 5 - 2 * len(chars)]
+
+
+def test_mlm_masks_only_the_words_the_image_decides():
+    """MLM never masks the unmasked words (function words), special tokens, padding or the captions of
+    ITM's mismatched pairs, and masks the other words at the configured rate."""
+    from pipeline_steps.train.pretrain import mlm_masks
+
+    generator = torch.Generator().manual_seed(0)
+    # ids: 2 [CLS], 3 [SEP], 0 [PAD]; 10 and 11 function words; 20..29 content words
+    ids = torch.tensor([[2, 10, 20, 21, 11, 22, 3, 0]] * 4000)
+    attention = (ids != 0).long()
+    rows = torch.arange(4000) % 2 == 0
+    chosen = mlm_masks(ids, attention, rows, torch.tensor([0, 2, 3, 10, 11]), 0.3, generator)
+    assert not chosen[~rows].any()
+    assert not chosen[:, [0, 1, 4, 6, 7]].any()
+    rate = chosen[rows][:, [2, 3, 5]].float().mean().item()
+    assert rate == pytest.approx(0.3, abs=0.02)

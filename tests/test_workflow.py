@@ -54,8 +54,9 @@ def test_pipeline_writes_clip_td_metrics_for_every_task_setting_and_method(local
         assert name.startswith(task + "-") and report["examples"] > 0
         assert sorted(report["headline"]) == sorted(headline[task])
         assert all(0 <= v <= 1 for v in report["headline"].values())
-        # every run also reports its image-ablated baseline, on the same metrics
-        assert sorted(report["blank_image"]["headline"]) == sorted(headline[task])
+        # every run also reports its image-ablated baselines, on the same metrics
+        for ablation in ("blank_image", "shuffled_image"):
+            assert sorted(report[ablation]["headline"]) == sorted(headline[task])
         run_dir = local_run / "models/clip_td" / name.removesuffix(".json")
         summary = json.loads((run_dir / "train_summary.json").read_text())
         assert summary["method"] in name and (run_dir / "student/config.json").is_file()
@@ -70,12 +71,14 @@ def test_results_hold_the_papers_tables_figures_and_a_report(local_run):
     results = local_run / "results"
     # CLIP-TD: one tidy row per task x metric x method x setting, equal to the runs' own reports
     table = pd.read_csv(results / "tables/clip_td.csv")
-    # rows: finetune, naive, targeted and the blank-image baseline; VQA, SNLI-VE (3 settings), VCR (4 x 3 metrics)
-    assert len(table) == 4 * (3 + 3 + 4 * 3)
+    # rows: finetune, naive, targeted and the blank- and shuffled-image baselines; VQA, SNLI-VE (3 settings),
+    # VCR (4 x 3 metrics)
+    assert len(table) == 5 * (3 + 3 + 4 * 3)
+    ablations = ("blank_image", "shuffled_image")
     for row in table.itertuples():
-        method, block = (row.method, "headline") if row.method != "blank_image" else ("finetune", "blank_image")
+        method = "finetune" if row.method in ablations else row.method
         report = json.loads((results / f"metrics/clip_td/{row.task}-{row.setting}-{method}-s0.json").read_text())
-        headline = report["headline"] if block == "headline" else report["blank_image"]["headline"]
+        headline = report[row.method]["headline"] if row.method in ablations else report["headline"]
         assert row.mean == headline[row.metric] and row.seeds == 1
     md = (results / "tables/clip_td.md").read_text()
     for section in ("VQA v2, vqa_accuracy", "SNLI-VE, accuracy", "VCR, q2a", "VCR, qa2r", "VCR, q2ar"):
@@ -104,7 +107,8 @@ def test_results_hold_the_papers_tables_figures_and_a_report(local_run):
     headline = json.loads((results / "metrics.json").read_text())
     assert set(headline["sds_clip"]["clip-tiny"]) == {"base", "lam0", "lam1", "selected"}
     assert headline["sds_clip"]["clip-tiny"]["selected"] == {"lambda": 1, **headline["sds_clip"]["clip-tiny"]["lam1"]}
-    assert set(headline["clip_td"]["vcr"]["shift_movie"]) == {"finetune", "naive", "targeted", "blank_image"}
+    assert set(headline["clip_td"]["vcr"]["shift_movie"]) == {"finetune", "naive", "targeted", "blank_image",
+                                                                   "shuffled_image"}
     run(SNAKEMAKE + ["--report", "results/report.html"], cwd=local_run)
     html = (results / "report.html").read_text()
     assert all(f"{name}.png" in html for name in ("clip_td_lowshot", "teacher_vs_clip")) and "clip_td.csv" in html

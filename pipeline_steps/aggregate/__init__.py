@@ -11,7 +11,8 @@ curves in the model folders.  Outputs (``aggregate(...)``):
 - ``tables/sds_clip_diagnostics.{csv,md}``: per SDS-CLIP run, the L_CLIP / L_SDS gradient norms and
   their ratio, h_w's fit, and whether the teacher reads the caption on h_w(f(x)) as on the real image.
 - ``tables/clip_td.{csv,md,tex}``: per task (and VCR metric), rows finetune / naive / targeted and
-  the image-ablated baseline (``blank_image``: finetune with the images blanked, never marked best);
+  the image-ablated baselines (``blank_image`` and ``shuffled_image``: finetune with the images blanked,
+  or each swapped for another evaluation image; never marked best);
   columns full, each low-shot fraction, each domain shift.
 - ``figures/*.{png,svg}``: low-shot curves, domain-shift bars, Winoground/ARO bars with CIs, the
   lambda sweep, the teacher's score next to CLIP's, training curves.

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..grid import parse_clip_td_run
 from ..tasks import TASKS
-from .reports import BLANK_IMAGE, METHOD_ORDER, selected_lambdas, summarize
+from .reports import BLANK_IMAGE, METHOD_ORDER, SHUFFLED_IMAGE, selected_lambdas, summarize
 from .tables import sds_method, sds_method_order, setting_label, setting_order
 
 STYLE = {"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
@@ -43,8 +43,9 @@ def figure_lowshot(rows: pd.DataFrame, out: Path) -> list[Path]:
         for method in [m for m in METHOD_ORDER if m in set(part["method"])]:
             g = part[part["method"] == method].groupby("fraction")["value"]
             x, mean = g.mean().index, 100 * g.mean().to_numpy()
-            # the image-ablated baseline as a grey dashed line: the floor the image must lift
-            style = {"color": "grey", "linestyle": "--"} if method == BLANK_IMAGE else {}
+            # the image-ablated baselines in grey: the floor the image must lift
+            style = {BLANK_IMAGE: {"color": "grey", "linestyle": "--"},
+                     SHUFFLED_IMAGE: {"color": "dimgrey", "linestyle": ":"}}.get(method, {})
             line, = ax.plot(x, mean, marker="o", label=method, **style)
             if g.size().max() > 1:
                 sd = 100 * g.std().fillna(0.0).to_numpy()

@@ -10,9 +10,12 @@ import pandas as pd
 
 from ..grid import parse_clip_td_run, parse_sds_run
 
-# the finetune run evaluated with every image blanked: what the student gets from the text alone
+# the finetune run evaluated with every image blanked (what the student gets from the text alone) and
+# with every image swapped for another evaluation image (what a wrong, in-distribution image gives)
 BLANK_IMAGE = "blank_image"
-METHOD_ORDER = ["finetune", "naive", "targeted", BLANK_IMAGE]
+SHUFFLED_IMAGE = "shuffled_image"
+IMAGE_ABLATIONS = (BLANK_IMAGE, SHUFFLED_IMAGE)
+METHOD_ORDER = ["finetune", "naive", "targeted", *IMAGE_ABLATIONS]
 # SDS-CLIP's lambda is selected on this metric (held-out COCO captions), never on a benchmark
 SELECTION_METRIC = "COCO-val order (selection)"
 
@@ -70,8 +73,8 @@ def clip_td_rows(metrics_root: Path) -> pd.DataFrame:
             continue
         report = json.loads(path.read_text())
         blocks = [(run.method, report)]
-        if run.method == "finetune" and "blank_image" in report:
-            blocks.append((BLANK_IMAGE, report["blank_image"]))  # the image-ablated baseline
+        if run.method == "finetune":  # the image-ablated baselines
+            blocks += [(name, report[name]) for name in IMAGE_ABLATIONS if name in report]
         for method, block in blocks:
             for metric, value in block["headline"].items():
                 ci = block.get(f"{metric}_ci") or (block.get(metric) if isinstance(block.get(metric), dict) else {})

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..tasks import TASKS
-from .reports import BLANK_IMAGE, METHOD_ORDER, SELECTION_METRIC, selected_lambdas, summarize
+from .reports import IMAGE_ABLATIONS, METHOD_ORDER, SELECTION_METRIC, selected_lambdas, summarize
 
 def cell_text(row: pd.Series) -> str:
     if row["seeds"] > 1:
@@ -137,7 +137,7 @@ def clip_td_tables(rows: pd.DataFrame, out: Path) -> None:
         methods = [m for m in METHOD_ORDER if m in set(part["method"])] + \
             sorted(set(part["method"]) - set(METHOD_ORDER))
         text, best = pivot(part, "method", "setting", methods, [setting_label(s) for s in order],
-                           baselines=(BLANK_IMAGE,))
+                           baselines=IMAGE_ABLATIONS)
         title = f"{TASKS[task].title}, {metric}"
         md += [f"\n## {title}\n\n", markdown(text, best, "method")]
         tex.append(latex(text, best, "method", f"CLIP-TD, {title} (%), best per column in bold."))

@@ -1,6 +1,7 @@
 """Evaluation of a CLIP-TD student on its split's evaluation ids: VQA accuracy, SNLI-VE accuracy,
 VCR Q->A / QA->R / Q->AR, each with a bootstrap CI over examples, and per-group breakdowns; the same
-headline metrics with every image blanked (``blank_image``: what the text alone gives).
+headline metrics with every image blanked (``blank_image``: what the text alone gives) and with every
+image swapped for another evaluation image (``shuffled_image``: what a wrong image gives).
 
 The training job writes the run's logits on the evaluation ids (``predictions.npz``) while its
 model is in memory; this step scores them against the labels, with numpy alone.
@@ -20,19 +21,26 @@ from ..splits import load_split
 from ..tasks.examples import PREDICTIONS, load_examples
 
 
-def read_predictions(model_folder: Path, eval_ids: list[str], split_file: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """The run's (N, outputs) logits with the images and with them blanked, in the order of ``eval_ids``."""
+ABLATIONS = ("blank_image", "shuffled_image")
+
+
+def read_predictions(model_folder: Path, eval_ids: list[str],
+                     split_file: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The run's (N, outputs) logits with the images, and per image ablation, in the order of ``eval_ids``."""
     path = model_folder / PREDICTIONS
     if not path.is_file():
         raise MissingInput(f"{path} is missing: the run folder was not written by train-clip-td")
     with np.load(path, allow_pickle=False) as saved:
-        if "blank_image_logits" not in saved.files:
-            raise InputError(f"{path} has no blank-image predictions (an older run folder); train the run again")
-        ids, logits, blank = saved["ids"].tolist(), saved["logits"], saved["blank_image_logits"]
+        missing = [a for a in ABLATIONS if f"{a}_logits" not in saved.files]
+        if missing:
+            raise InputError(f"{path} has no {' or '.join(missing)} predictions (an older run folder); "
+                             f"train the run again")
+        ids, logits = saved["ids"].tolist(), saved["logits"]
+        ablated = {a: saved[f"{a}_logits"] for a in ABLATIONS}
     if ids != eval_ids:
         raise InputError(f"{path} holds predictions for other ids than the evaluation ids of {split_file}; "
                          f"train the run again on this split")
-    return logits, blank
+    return logits, ablated
 
 
 def evaluate_clip_td(model_folder: str | Path, prepared: str | Path, split_file: str | Path,
@@ -42,13 +50,15 @@ def evaluate_clip_td(model_folder: str | Path, prepared: str | Path, split_file:
     task = meta["task"]
     split = load_split(split_file)
     examples = load_examples(task, prepared, split["eval"])
-    logits, blank = read_predictions(model_folder, split["eval"], split_file)
+    logits, ablated_logits = read_predictions(model_folder, split["eval"], split_file)
     boot = eval_cfg["bootstrap"]
     ci = lambda values: with_ci(values, boot["n"], boot["seed"], boot["alpha"])  # noqa: E731
     report: dict = {"task": task, "split": Path(split_file).stem, "examples": len(examples)}
     report.update(get_task(task).report(logits, examples, meta["outputs"], ci))
-    # the image-ablated baseline: the same model with every image blanked (headline metrics, CIs)
-    ablated = get_task(task).report(blank, examples, meta["outputs"], ci)
-    report["blank_image"] = {k: v for k, v in ablated.items()
-                             if k == "headline" or k.removesuffix("_ci") in ablated["headline"]}
+    # the image-ablated baselines: the same model with every image blanked or shuffled (headline
+    # metrics with CIs, and the per-group breakdown that tells where the image counts)
+    for name, values in ablated_logits.items():
+        ablated = get_task(task).report(values, examples, meta["outputs"], ci)
+        report[name] = {k: v for k, v in ablated.items()
+                        if k == "headline" or k.startswith("per_") or k.removesuffix("_ci") in ablated["headline"]}
     return report

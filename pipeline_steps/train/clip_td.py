@@ -97,8 +97,10 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
     # evaluation job then needs no model (and none of torch's start-up)
     eval_examples = load_examples(task, prepared, split["eval"])
     logits = predict(model, eval_examples, data, loop_cfg.batch_size, batch_loss.max_words)
-    # and with every image blanked: what the student gets from the text alone
-    blank = predict(model, eval_examples, data, loop_cfg.batch_size, batch_loss.max_words, blank_images=True)
+    # the image-ablated baselines: every image blanked (what the text alone gives), and every image
+    # swapped for another evaluation image (in distribution, unlike a blank: what a wrong image gives)
+    blank = predict(model, eval_examples, data, loop_cfg.batch_size, batch_loss.max_words, images="blank")
+    shuffled = predict(model, eval_examples, data, loop_cfg.batch_size, batch_loss.max_words, images="shuffled")
     data.close()
 
     def write(folder: Path) -> None:
@@ -107,7 +109,7 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
                   folder / "head.safetensors")
         (folder / "task.json").write_text(json.dumps(
             {"task": task, "outputs": outputs, "max_words": batch_loss.max_words}, indent=1))
-        save_predictions(folder / PREDICTIONS, split["eval"], logits.numpy(), blank.numpy())
+        save_predictions(folder / PREDICTIONS, split["eval"], logits.numpy(), blank.numpy(), shuffled.numpy())
 
     summary = {"task": task, "method": method_name, "method_config": method, "seed": seed,
                "split": Path(split_file).name, "train_examples": len(examples), "steps": loop_cfg.steps,
@@ -117,21 +119,37 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
     return summary
 
 
-def save_predictions(path: Path, ids: list[str], logits: np.ndarray, blank_image_logits: np.ndarray) -> None:
-    """The evaluation ids and the model's (N, outputs) logits, with the images and with them blanked,
-    as plain arrays (no pickle)."""
+def save_predictions(path: Path, ids: list[str], logits: np.ndarray, blank_image_logits: np.ndarray,
+                     shuffled_image_logits: np.ndarray) -> None:
+    """The evaluation ids and the model's (N, outputs) logits: with the images, with them blanked and
+    with them shuffled, as plain arrays (no pickle)."""
     np.savez(path, ids=np.array(ids, dtype=str), logits=logits.astype(np.float32),
-             blank_image_logits=blank_image_logits.astype(np.float32))
+             blank_image_logits=blank_image_logits.astype(np.float32),
+             shuffled_image_logits=shuffled_image_logits.astype(np.float32))
+
+
+def shuffled_images(examples: list[Example]) -> list[str]:
+    """Each example's image swapped for another: the evaluation images in order of first use, each
+    replaced by the next one (the last by the first). A deterministic derangement of the images that
+    keeps every image in the set, so the input stays in distribution while no text sees its own image."""
+    order = list(dict.fromkeys(e.image for e in examples))
+    following = {image: order[(i + 1) % len(order)] for i, image in enumerate(order)}
+    return [following[e.image] for e in examples]
 
 
 @torch.no_grad()
 def predict(model: ClipTdModel, examples: list[Example], data: PreparedDataset, batch_size: int,
-            max_words: int, blank_images: bool = False) -> torch.Tensor:
+            max_words: int, images: str = "real") -> torch.Tensor:
     """(N, outputs) logits; VCR: (N, 8) scores of the Q->A and QA->R texts.
 
-    ``blank_images``: every image replaced by the normalisation mean (zeros at the student's input),
-    the image-ablated baseline: a student that scores as well without the image does not use it.
+    ``images``: ``real``; ``blank``: every image replaced by the normalisation mean (zeros at the
+    student's input); ``shuffled``: every image swapped for another evaluation image
+    (:func:`shuffled_images`). The image-ablated baselines: a student that scores as well without its
+    image does not use it.
     """
+    if images not in ("real", "blank", "shuffled"):
+        raise ValueError(f"images: {images!r} is not real, blank or shuffled")
+    image_ids = shuffled_images(examples) if images == "shuffled" else [e.image for e in examples]
     out = []
     dev = next(model.parameters()).device
     for start in range(0, len(examples), batch_size):
@@ -139,8 +157,8 @@ def predict(model: ClipTdModel, examples: list[Example], data: PreparedDataset, 
         per = len(batch[0].texts)
         texts = [t for e in batch for t in e.texts]
         tokens, _, _ = model.student.tokenize(texts, max_words)
-        pixels = model.student.pixels([data.image(e.image) for e in batch]).to(dev)
-        if blank_images:
+        pixels = model.student.pixels([data.image(i) for i in image_ids[start:start + batch_size]]).to(dev)
+        if images == "blank":
             pixels = torch.zeros_like(pixels)
         enc = model.student(pixels, tokens["input_ids"].to(dev), tokens["attention_mask"].to(dev),
                             texts_per_image=per)

@@ -115,12 +115,58 @@ def student_corpus(prepared: dict[str, str | Path]) -> list[str]:
     return texts
 
 
+def mlm_masks(ids: torch.Tensor, attention: torch.Tensor, rows: torch.Tensor, never: torch.Tensor,
+              probability: float, generator: torch.Generator) -> torch.Tensor:
+    """(B, T) bool: the tokens MLM masks, each with ``probability`` among the real tokens of ``rows``
+    (the matched captions) that are not in ``never`` (special tokens and the unmasked words: a mask
+    then asks for a word the image decides, a colour, a shape, a size or a relation, not an "a" or
+    an "of" that the text alone gives)."""
+    maskable = attention.bool() & ~torch.isin(ids, never) & rows.unsqueeze(1)
+    return maskable & (torch.rand(ids.shape, generator=generator, device=ids.device) < probability)
+
+
+# held-out captions on which the pretrained student's grounding is measured
+GROUNDING_CAPTIONS = 500
+
+
+@torch.no_grad()
+def masked_word_accuracy(student, mlm_head, data: CaptionedImages, never: torch.Tensor, n: int,
+                         device: torch.device, batch_size: int = 100) -> dict:
+    """Does the student read the image? On the first ``n`` captions of ``data`` (held out), one
+    maskable word per caption (drawn with a fixed seed) is masked and predicted with the caption's
+    image and with the image blanked: a student that grounds its words is right more often with it."""
+    mask_id = student.tokenizer.convert_tokens_to_ids("[MASK]")
+    generator = torch.Generator().manual_seed(0)
+    right = {"with_image": 0, "blank_image": 0}
+    count = 0
+    for start in range(0, min(n, len(data)), batch_size):
+        indices = list(range(start, min(start + batch_size, n, len(data))))
+        tokens, _, _ = student.tokenize(data.captions(indices), 0, padding="max_length")
+        ids, attention = tokens["input_ids"], tokens["attention_mask"]
+        maskable = attention.bool() & ~torch.isin(ids, never.cpu())
+        keep = maskable.any(1)
+        # one maskable position per caption, uniformly
+        scores = torch.rand(ids.shape, generator=generator).masked_fill(~maskable, -1.0)
+        position = scores.argmax(1)
+        rows = torch.arange(len(ids))[keep]
+        chosen = torch.zeros_like(maskable)
+        chosen[rows, position[keep]] = True
+        pixels = student.pixels(data.pil_images(indices)).to(device)
+        for name, images in (("with_image", pixels), ("blank_image", torch.zeros_like(pixels))):
+            enc = student(images, ids.masked_fill(chosen, mask_id).to(device), attention.to(device))
+            predicted = mlm_head(enc.text[chosen.to(device)]).argmax(-1).cpu()
+            right[name] += int((predicted == ids[chosen]).sum())
+        count += int(keep.sum())
+    return {"captions": count, **{k: round(v / max(count, 1), 4) for k, v in right.items()}}
+
+
 def pretrain_student(spec: dict, train_cfg: dict, prepared: dict[str, str | Path], out: str | Path,
                      work: str | Path, seed: int) -> dict:
     """Pretrain the tiny ViLT on COCO captions with masked-language modelling + image-text matching.
 
     The vocabulary is a WordPiece vocabulary trained on the captions and the task texts (the
-    synthetic stand-in for BERT's).  ITM: every second example gets another example's caption.
+    synthetic stand-in for BERT's).  MLM masks ``mask_probability`` of the words other than
+    ``unmasked_words``.  ITM: every second example gets another example's caption.
     """
     from ..models.student import SPECIAL_TOKENS, build_tiny_student, train_vocabulary
 
@@ -136,8 +182,10 @@ def pretrain_student(spec: dict, train_cfg: dict, prepared: dict[str, str | Path
     data = CaptionedImages(prepared["coco"], "train")
     cfg = LoopConfig.from_params(train_cfg, seed, len(data))
     mask_id = student.tokenizer.convert_tokens_to_ids("[MASK]")
-    special = torch.tensor(student.tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS), device=device)
     mask_p = float(spec["mask_probability"])
+    vocabulary = student.tokenizer.get_vocab()
+    never = torch.tensor([vocabulary[w] for w in [*SPECIAL_TOKENS, *spec["unmasked_words"]] if w in vocabulary],
+                         device=device)
 
     def loss_fn(step, indices, generator):
         captions = data.captions(indices)
@@ -150,8 +198,7 @@ def pretrain_student(spec: dict, train_cfg: dict, prepared: dict[str, str | Path
         tokens, _, _ = student.tokenize(texts, 0, padding="max_length")
         ids = tokens["input_ids"].to(device)
         attention = tokens["attention_mask"].to(device)
-        maskable = (attention.bool() & ~torch.isin(ids, special)) & matched.unsqueeze(1)
-        chosen = maskable & (torch.rand(ids.shape, generator=generator, device=device) < mask_p)
+        chosen = mlm_masks(ids, attention, matched, never, mask_p, generator)
         enc = student(student.pixels(data.pil_images(indices)).to(device), ids.masked_fill(chosen, mask_id),
                       attention)
         itm = F.cross_entropy(itm_head(enc.pooled).float(), matched.long())
@@ -167,7 +214,10 @@ def pretrain_student(spec: dict, train_cfg: dict, prepared: dict[str, str | Path
     identity = {"student": spec, "vocabulary": digest(student.tokenizer.get_vocab())}
     last = Trainer(work, cfg, named, len(data), loss_fn, device, identity=identity).run()
     student.eval()
+    mlm_head.eval()
     summary = {"steps": cfg.steps, "final": last, "vocabulary": vocab_size, "train_captions": len(data),
-               "hidden_size": h}
+               "hidden_size": h,
+               "masked_word_accuracy": masked_word_accuracy(student, mlm_head, CaptionedImages(prepared["coco"], "val"),
+                                                            never, GROUNDING_CAPTIONS, device)}
     finish_model_folder(Path(out), work, student.save, summary)
     return summary
