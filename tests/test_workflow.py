@@ -33,6 +33,12 @@ def test_pipeline_produces_prepared_data_and_splits(local_run):
         assert written == sorted(split_names(task, cfg))
     summary = (local_run / "data/splits/summary.csv").read_text().splitlines()
     assert len(summary) == 1 + sum(len(split_names(t, cfg)) for t in TASKS)
+    # the pretrained student says how well it reads the image: masked words of every held-out COCO
+    # caption, predicted with the image and with it blanked
+    grounding = json.loads((local_run / "models/pretrained/vilt-tiny/train_summary.json").read_text())[
+        "masked_word_accuracy"]
+    assert grounding["captions"] == params["synthetic"]["coco"]["val2017"] * 5
+    assert 0 <= grounding["with_image"] <= 1 and 0 <= grounding["blank_image"] <= 1
     # every job left its log and benchmark
     assert (local_run / "logs/prepare/vqa.log").read_text().count("prepared vqa") == 1
     assert (local_run / "benchmarks/splits/vcr.tsv").read_text().startswith("s\t")

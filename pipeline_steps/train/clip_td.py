@@ -130,8 +130,9 @@ def save_predictions(path: Path, ids: list[str], logits: np.ndarray, blank_image
 
 def shuffled_images(examples: list[Example]) -> list[str]:
     """Each example's image swapped for another: the evaluation images in order of first use, each
-    replaced by the next one (the last by the first). A deterministic derangement of the images that
-    keeps every image in the set, so the input stays in distribution while no text sees its own image."""
+    replaced by the next one (the last by the first). With two or more images, a deterministic
+    derangement that keeps every image in the set: the input stays in distribution while no text
+    sees its own image."""
     order = list(dict.fromkeys(e.image for e in examples))
     following = {image: order[(i + 1) % len(order)] for i, image in enumerate(order)}
     return [following[e.image] for e in examples]

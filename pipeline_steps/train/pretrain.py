@@ -133,8 +133,9 @@ GROUNDING_CAPTIONS = 500
 def masked_word_accuracy(student, mlm_head, data: CaptionedImages, never: torch.Tensor, n: int,
                          device: torch.device, batch_size: int = 100) -> dict:
     """Does the student read the image? On the first ``n`` captions of ``data`` (held out), one
-    maskable word per caption (drawn with a fixed seed) is masked and predicted with the caption's
-    image and with the image blanked: a student that grounds its words is right more often with it."""
+    maskable token per caption (drawn with a fixed seed; the synthetic vocabulary holds every caption
+    word whole) is masked and predicted with the caption's image and with the image blanked: a
+    student that grounds its words is right more often with the image."""
     mask_id = student.tokenizer.convert_tokens_to_ids("[MASK]")
     generator = torch.Generator().manual_seed(0)
     right = {"with_image": 0, "blank_image": 0}
