@@ -64,6 +64,10 @@ def figure_lowshot(rows: pd.DataFrame, out: Path) -> list[Path]:
     return _save(fig, out, "clip_td_lowshot")
 
 
+# the image-ablated baselines in grey, as in the low-shot figure
+BASELINE_BARS = {BLANK_IMAGE: {"color": "silver", "hatch": "//"}, SHUFFLED_IMAGE: {"color": "grey", "hatch": ".."}}
+
+
 def _bars(ax, labels: list[str], groups: list[str], means, lows, highs) -> None:
     """Grouped bars: one group per label, one bar per group name, error bars from lows/highs."""
     width = 0.8 / max(1, len(groups))
@@ -71,7 +75,7 @@ def _bars(ax, labels: list[str], groups: list[str], means, lows, highs) -> None:
     for i, g in enumerate(groups):
         m = np.asarray(means[i], float)
         pos = x + (i - (len(groups) - 1) / 2) * width
-        ax.bar(pos, m, width, label=g)
+        ax.bar(pos, m, width, label=g, **BASELINE_BARS.get(g, {}))
         lo, hi = np.asarray(lows[i], float), np.asarray(highs[i], float)
         has = np.isfinite(lo) & np.isfinite(hi)  # no bar where the metric has no CI (e.g. macro averages)
         if has.any():
