@@ -11,7 +11,8 @@ import pandas as pd
 
 from ..grid import parse_clip_td_run
 from ..tasks import TASKS
-from .reports import BLANK_IMAGE, METHOD_ORDER, SHUFFLED_IMAGE, selected_lambdas, summarize
+from ..tasks.examples import BLANK_IMAGE, SHUFFLED_IMAGE
+from .reports import METHOD_ORDER, selected_lambdas, summarize
 from .tables import sds_method, sds_method_order, setting_label, setting_order
 
 STYLE = {"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,

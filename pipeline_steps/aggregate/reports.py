@@ -9,12 +9,9 @@ import numpy as np
 import pandas as pd
 
 from ..grid import parse_clip_td_run, parse_sds_run
+from ..tasks.examples import IMAGE_ABLATIONS
 
-# the finetune run evaluated with every image blanked (what the student gets from the text alone) and
-# with every image swapped for another evaluation image (what a wrong, in-distribution image gives)
-BLANK_IMAGE = "blank_image"
-SHUFFLED_IMAGE = "shuffled_image"
-IMAGE_ABLATIONS = (BLANK_IMAGE, SHUFFLED_IMAGE)
+# the finetune runs evaluated with their images ablated come after the methods
 METHOD_ORDER = ["finetune", "naive", "targeted", *IMAGE_ABLATIONS]
 # SDS-CLIP's lambda is selected on this metric (held-out COCO captions), never on a benchmark
 SELECTION_METRIC = "COCO-val order (selection)"

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ..tasks import TASKS
-from .reports import IMAGE_ABLATIONS, METHOD_ORDER, SELECTION_METRIC, selected_lambdas, summarize
+from ..tasks.examples import IMAGE_ABLATIONS
+from .reports import METHOD_ORDER, SELECTION_METRIC, selected_lambdas, summarize
 
 def cell_text(row: pd.Series) -> str:
     if row["seeds"] > 1:

@@ -18,10 +18,7 @@ from ..errors import InputError, MissingInput
 from ..metrics import with_ci
 from ..tasks import get_task
 from ..splits import load_split
-from ..tasks.examples import PREDICTIONS, load_examples
-
-
-ABLATIONS = ("blank_image", "shuffled_image")
+from ..tasks.examples import IMAGE_ABLATIONS, PREDICTIONS, load_examples
 
 
 def read_predictions(model_folder: Path, eval_ids: list[str],
@@ -31,12 +28,12 @@ def read_predictions(model_folder: Path, eval_ids: list[str],
     if not path.is_file():
         raise MissingInput(f"{path} is missing: the run folder was not written by train-clip-td")
     with np.load(path, allow_pickle=False) as saved:
-        missing = [a for a in ABLATIONS if f"{a}_logits" not in saved.files]
+        missing = [a for a in IMAGE_ABLATIONS if f"{a}_logits" not in saved.files]
         if missing:
             raise InputError(f"{path} has no {' or '.join(missing)} predictions (an older run folder); "
                              f"train the run again")
         ids, logits = saved["ids"].tolist(), saved["logits"]
-        ablated = {a: saved[f"{a}_logits"] for a in ABLATIONS}
+        ablated = {a: saved[f"{a}_logits"] for a in IMAGE_ABLATIONS}
     if ids != eval_ids:
         raise InputError(f"{path} holds predictions for other ids than the evaluation ids of {split_file}; "
                          f"train the run again on this split")

@@ -16,6 +16,12 @@ from .base import Example
 
 # a trained run's outputs on its split's evaluation ids (ids and logits), in the run's folder
 PREDICTIONS = "predictions.npz"
+# the image-ablated baselines saved beside the logits (as ``<name>_logits``) and reported by name: every
+# image blanked (what the text alone gives) and every image swapped for another evaluation image (what a
+# wrong, in-distribution image gives)
+BLANK_IMAGE = "blank_image"
+SHUFFLED_IMAGE = "shuffled_image"
+IMAGE_ABLATIONS = (BLANK_IMAGE, SHUFFLED_IMAGE)
 
 
 def load_examples(task: str, prepared: str | Path, ids: list[str] | None = None) -> list[Example]:

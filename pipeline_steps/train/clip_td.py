@@ -23,7 +23,7 @@ from ..models.clip_td import ClipTdModel
 from ..models.student import load_student
 from ..splits import load_split
 from ..tasks import Example, get_task
-from ..tasks.examples import PREDICTIONS, load_examples
+from ..tasks.examples import BLANK_IMAGE, PREDICTIONS, SHUFFLED_IMAGE, load_examples
 from .distill import ClipTdBatchLoss
 from .loop import LoopConfig, Trainer
 from .outputs import finish_model_folder
@@ -124,8 +124,8 @@ def save_predictions(path: Path, ids: list[str], logits: np.ndarray, blank_image
     """The evaluation ids and the model's (N, outputs) logits: with the images, with them blanked and
     with them shuffled, as plain arrays (no pickle)."""
     np.savez(path, ids=np.array(ids, dtype=str), logits=logits.astype(np.float32),
-             blank_image_logits=blank_image_logits.astype(np.float32),
-             shuffled_image_logits=shuffled_image_logits.astype(np.float32))
+             **{f"{BLANK_IMAGE}_logits": blank_image_logits.astype(np.float32),
+                f"{SHUFFLED_IMAGE}_logits": shuffled_image_logits.astype(np.float32)})
 
 
 def shuffled_images(examples: list[Example]) -> list[str]:
@@ -158,9 +158,11 @@ def predict(model: ClipTdModel, examples: list[Example], data: PreparedDataset, 
         per = len(batch[0].texts)
         texts = [t for e in batch for t in e.texts]
         tokens, _, _ = model.student.tokenize(texts, max_words)
-        pixels = model.student.pixels([data.image(i) for i in image_ids[start:start + batch_size]]).to(dev)
-        if images == "blank":
-            pixels = torch.zeros_like(pixels)
+        if images == "blank":  # nothing to decode
+            size = model.student.image_size
+            pixels = torch.zeros(len(batch), 3, size, size, device=dev)
+        else:
+            pixels = model.student.pixels([data.image(i) for i in image_ids[start:start + batch_size]]).to(dev)
         enc = model.student(pixels, tokens["input_ids"].to(dev), tokens["attention_mask"].to(dev),
                             texts_per_image=per)
         logits = model.head(enc.pooled).float().cpu()

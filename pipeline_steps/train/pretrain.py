@@ -121,8 +121,13 @@ def mlm_masks(ids: torch.Tensor, attention: torch.Tensor, rows: torch.Tensor, ne
     (the matched captions) that are not in ``never`` (special tokens and the unmasked words: a mask
     then asks for a word the image decides, a colour, a shape, a size or a relation, not an "a" or
     an "of" that the text alone gives)."""
-    maskable = attention.bool() & ~torch.isin(ids, never) & rows.unsqueeze(1)
+    maskable = maskable_tokens(ids, attention, never) & rows.unsqueeze(1)
     return maskable & (torch.rand(ids.shape, generator=generator, device=ids.device) < probability)
+
+
+def maskable_tokens(ids: torch.Tensor, attention: torch.Tensor, never: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: the real tokens MLM may mask, those not in ``never``."""
+    return attention.bool() & ~torch.isin(ids, never.to(ids.device))
 
 
 # held-out captions on which the pretrained student's grounding is measured
@@ -144,7 +149,7 @@ def masked_word_accuracy(student, mlm_head, data: CaptionedImages, never: torch.
         indices = list(range(start, min(start + batch_size, n, len(data))))
         tokens, _, _ = student.tokenize(data.captions(indices), 0, padding="max_length")
         ids, attention = tokens["input_ids"], tokens["attention_mask"]
-        maskable = attention.bool() & ~torch.isin(ids, never.cpu())
+        maskable = maskable_tokens(ids, attention, never)
         keep = maskable.any(1)
         # one maskable position per caption, uniformly
         scores = torch.rand(ids.shape, generator=generator).masked_fill(~maskable, -1.0)
