@@ -6,6 +6,7 @@ are strict, so a tie counts as a failure.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 
@@ -163,10 +164,16 @@ def _process_digit_article(text: str) -> str:
     return " ".join(_CONTRACTIONS.get(w, w) for w in words)
 
 
+@functools.lru_cache(maxsize=65536)
+def _processed(text: str) -> str:
+    """Punctuation then digit/article processing; memoised, as a split's answers repeat in every pass."""
+    return _process_digit_article(_process_punctuation(text))
+
+
 def normalize_vqa_answer(answer: str) -> str:
     """The official answer normalisation (punctuation, digits, articles, contractions)."""
     answer = answer.replace("\n", " ").replace("\t", " ").strip()
-    return _process_digit_article(_process_punctuation(answer))
+    return _processed(answer)
 
 
 def vqa_soft_score(matches: int) -> float:
@@ -187,8 +194,8 @@ def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
     gts = [a.replace("\n", " ").replace("\t", " ").strip() for a in answers]
     pred = prediction.replace("\n", " ").replace("\t", " ").strip()
     if len(set(gts)) > 1:
-        gts = [_process_digit_article(_process_punctuation(a)) for a in gts]
-        pred = _process_digit_article(_process_punctuation(pred))
+        gts = [_processed(a) for a in gts]
+        pred = _processed(pred)
     accs = []
     for i in range(len(gts)):
         others = gts[:i] + gts[i + 1:]

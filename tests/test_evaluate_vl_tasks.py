@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from pipeline_steps.data.shards import PreparedDataset
 from pipeline_steps.evaluate.vl_tasks import evaluate_clip_td
 from pipeline_steps.tasks.examples import load_examples
 from pipeline_steps.train.clip_td import save_predictions, shuffled_images
@@ -15,7 +16,10 @@ from pipeline_steps.train.clip_td import save_predictions, shuffled_images
 
 def test_evaluation_scores_the_saved_predictions_and_refuses_other_ids(world, tmp_path):
     params, root = world
-    examples = load_examples("snli_ve", root / "snli_ve")[:6]
+    every = load_examples("snli_ve", root / "snli_ve")
+    with PreparedDataset(root / "snli_ve") as data:
+        by_domain = {d: [e for e in every if data.domain(e.image) == d] for d in ("plain", "textured")}
+    examples = by_domain["plain"][:3] + by_domain["textured"][:3]
     ids = [e.id for e in examples]
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"train": ids[:2], "eval": ids}))
@@ -40,6 +44,10 @@ def test_evaluation_scores_the_saved_predictions_and_refuses_other_ids(world, tm
     assert report["blank_image"]["accuracy"]["ci_low"] <= 1 / 6 <= report["blank_image"]["accuracy"]["ci_high"]
     assert report["shuffled_image"]["headline"] == {"accuracy": pytest.approx(3 / 6)}
     assert set(report["shuffled_image"]["per_label"]) == set(report["per_label"])
+    # by the visual domain of each evaluation image: the accuracy on that domain's examples alone
+    assert report["per_domain"] == {"plain": {"examples": 3, "accuracy": 1.0},
+                                    "textured": {"examples": 3, "accuracy": pytest.approx(1 / 3)}}
+    assert set(report["blank_image"]["per_domain"]) == set(report["per_domain"])
     save_predictions(run / "predictions.npz", ids[::-1], logits, blank, shuffled)
     with pytest.raises(ValueError, match=f"other ids than the evaluation ids of {split}"):
         evaluate_clip_td(run, root / "snli_ve", split, params["evaluate"])
