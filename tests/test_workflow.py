@@ -90,6 +90,15 @@ def test_results_hold_the_papers_tables_figures_and_a_report(local_run):
     for section in ("VQA v2, vqa_accuracy", "SNLI-VE, accuracy", "VCR, q2a", "VCR, qa2r", "VCR, q2ar"):
         assert f"## {section}" in md
     assert "| method | full | low-shot 50% | shift: movie | shift: source |" in md and "**" in md
+    # each split by the visual domain of its evaluation images: SNLI-VE's domain shift evaluates the
+    # textured images alone, beside the full split's score on them
+    domains = pd.read_csv(results / "tables/clip_td_domains.csv")
+    snli = domains[(domains["task"] == "snli_ve") & (domains["method"] == "finetune")]
+    assert set(snli[snli["setting"] == "shift-domain"]["domain"]) == {"textured"}
+    assert set(snli[snli["setting"] == "full"]["domain"]) == {"plain", "textured"}
+    report = json.loads((results / "metrics/clip_td/snli_ve-full-finetune-s0.json").read_text())
+    assert all(r.mean == report["per_domain"][r.domain]["accuracy"] for r in snli[snli["setting"] == "full"].itertuples())
+    assert "| method | full, plain (" in (results / "tables/clip_td_domains.md").read_text()
     # SDS-CLIP: base CLIP, the lambda = 0 control and SDS-CLIP at the lambda selected on COCO val, every
     # benchmark column and the selection score; then the sweep
     sds = (results / "tables/sds_clip.md").read_text()

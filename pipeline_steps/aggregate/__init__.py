@@ -14,6 +14,8 @@ curves in the model folders.  Outputs (``aggregate(...)``):
   the image-ablated baselines (``blank_image`` and ``shuffled_image``: finetune with the images blanked,
   or each swapped for another evaluation image; never marked best);
   columns full, each low-shot fraction, each domain shift.
+- ``tables/clip_td_domains.{csv,md}``: the full split and each shift by the visual domain of the
+  evaluation images, so that a shift stands beside the full split's score on the same domain.
 - ``figures/*.{png,svg}``: low-shot curves, domain-shift bars, Winoground/ARO bars with CIs, the
   lambda sweep, the teacher's score next to CLIP's, training curves.
 - ``metrics.json`` (DVC metrics) and ``plots/*.csv`` (DVC plots).
@@ -34,8 +36,8 @@ import pandas as pd
 from ..io import atomic_write_json, atomic_write_text
 from .figures import (STYLE, figure_compositional, figure_lambda, figure_lowshot, figure_shift, figure_teacher,
                       figure_training)
-from .reports import clip_td_rows, read_curves, sds_clip_diagnostics, sds_clip_rows, selected_lambdas, summarize
-from .tables import clip_td_tables, sds_clip_tables, sds_diagnostics_table
+from .reports import clip_td_domain_rows, clip_td_rows, read_curves, sds_clip_diagnostics, sds_clip_rows, selected_lambdas, summarize
+from .tables import clip_td_domain_table, clip_td_tables, sds_clip_tables, sds_diagnostics_table
 
 def headline(sds: pd.DataFrame, ctd: pd.DataFrame) -> dict:
     """results/metrics.json: the numbers `dvc metrics show` and `dvc exp show` display."""
@@ -82,6 +84,9 @@ def aggregate(metrics_root: str | Path, model_dirs: list[str | Path], out: str |
         sds.to_csv(out / "plots" / "sds_clip_runs.csv", index=False)
     if not ctd.empty:
         clip_td_tables(ctd, out / "tables")
+        by_domain = clip_td_domain_rows(metrics_root)
+        if not by_domain.empty:  # reports written before per_domain have none
+            clip_td_domain_table(by_domain, out / "tables")
         figures += figure_lowshot(ctd, out / "figures")
         figures += figure_shift(ctd, out / "figures")
         low = ctd[ctd["setting"].str.match(r"full|lowshot-")].copy()

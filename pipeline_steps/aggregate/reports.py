@@ -82,6 +82,28 @@ def clip_td_rows(metrics_root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def clip_td_domain_rows(metrics_root: Path) -> pd.DataFrame:
+    """One row per (run, visual domain of the evaluation images, metric), for the full split and the
+    shifts: task, setting, method, seed, domain, examples, value (reports' ``per_domain``)."""
+    rows = []
+    for path in sorted((metrics_root / "clip_td").glob("*.json")):
+        run = parse_clip_td_run(path.stem)
+        if run is None or run.setting.startswith("lowshot-"):
+            continue
+        report = json.loads(path.read_text())
+        blocks = [(run.method, report)]
+        if run.method == "finetune":
+            blocks += [(name, report[name]) for name in IMAGE_ABLATIONS if name in report]
+        for method, block in blocks:
+            for domain, scores in block.get("per_domain", {}).items():
+                for metric, value in scores.items():
+                    if metric != "examples":
+                        rows.append({"task": run.task, "setting": run.setting, "method": method, "seed": run.seed,
+                                     "domain": domain, "examples": scores["examples"], "metric": metric,
+                                     "value": value, "ci_low": np.nan, "ci_high": np.nan})
+    return pd.DataFrame(rows)
+
+
 def summarize(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Mean, sd and count over seeds per ``keys``; CI bounds averaged over seeds."""
     g = rows.groupby(keys, dropna=False, sort=False)

@@ -144,3 +144,25 @@ def clip_td_tables(rows: pd.DataFrame, out: Path) -> None:
         tex.append(latex(text, best, "method", f"CLIP-TD, {title} (%), best per column in bold."))
     (out / "clip_td.md").write_text("".join(md))
     (out / "clip_td.tex").write_text("\n".join(tex))
+
+
+def clip_td_domain_table(rows: pd.DataFrame, out: Path) -> None:
+    """tables/clip_td_domains.{csv,md}: the full split and each shift scored on each visual domain of
+    their evaluation images. A shift that evaluates on one domain stands beside the full split's score
+    on that domain: what training without the domain costs, on the same kind of images."""
+    summary = summarize(rows, ["task", "metric", "method", "setting", "domain"])
+    summary.to_csv(out / "clip_td_domains.csv", index=False)
+    md = ["# CLIP-TD by visual domain of the evaluation images\n\n",
+          "Each column is a split scored on the evaluation images of one visual domain (the number of examples in parentheses); "
+          "the full split's columns are the in-distribution reference for a shift's.\n"]
+    for (task, metric), part in summary.groupby(["task", "metric"], sort=False):
+        examples = rows[(rows["task"] == task) & (rows["metric"] == metric)].groupby(["setting", "domain"])["examples"].max()
+        label = lambda setting, domain: f"{setting_label(setting)}, {domain} ({examples[(setting, domain)]})"  # noqa: E731
+        order = setting_order(set(part["setting"]))
+        pairs = sorted(set(zip(part["setting"], part["domain"])), key=lambda p: (order.index(p[0]), p[1]))
+        part = part.assign(column=[label(s, d) for s, d in zip(part["setting"], part["domain"])])
+        methods = [m for m in METHOD_ORDER if m in set(part["method"])] + sorted(set(part["method"]) - set(METHOD_ORDER))
+        text, best = pivot(part, "method", "column", methods, [label(s, d) for s, d in pairs],
+                           baselines=IMAGE_ABLATIONS)
+        md += [f"\n## {TASKS[task].title}, {metric}\n\n", markdown(text, best, "method")]
+    (out / "clip_td_domains.md").write_text("".join(md))
