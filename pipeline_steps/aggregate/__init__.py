@@ -36,7 +36,8 @@ import pandas as pd
 from ..io import atomic_write_json, atomic_write_text
 from .figures import (STYLE, figure_compositional, figure_lambda, figure_lowshot, figure_shift, figure_teacher,
                       figure_training)
-from .reports import clip_td_domain_rows, clip_td_rows, read_curves, sds_clip_diagnostics, sds_clip_rows, selected_lambdas, summarize
+from .reports import (clip_td_domain_rows, clip_td_rows, read_curves, sds_clip_diagnostics, sds_clip_rows,
+                      selected_lambdas, summarize)
 from .tables import clip_td_domain_table, clip_td_tables, sds_clip_tables, sds_diagnostics_table
 
 def headline(sds: pd.DataFrame, ctd: pd.DataFrame) -> dict:

@@ -1,8 +1,9 @@
 """Evaluation of a CLIP-TD student on its split's evaluation ids: VQA accuracy, SNLI-VE accuracy,
 VCR Q->A / QA->R / Q->AR, each with a bootstrap CI over examples, and per-group breakdowns (the task's,
 and ``per_domain``: by the visual domain of the evaluation image, which puts a domain shift beside the
-full split's score on the same domain); the same headline metrics with every image blanked (``blank_image``: what the text alone gives) and with every
-image swapped for another evaluation image (``shuffled_image``: what a wrong image gives).
+full split's score on the same domain); the same headline metrics with every image blanked
+(``blank_image``: what the text alone gives) and with every image swapped for another evaluation
+image (``shuffled_image``: what a wrong image gives).
 
 The training job writes the run's logits on the evaluation ids (``predictions.npz``) while its
 model is in memory; this step scores them against the labels, with numpy alone.
