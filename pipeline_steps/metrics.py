@@ -165,15 +165,11 @@ def _process_digit_article(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def _processed(text: str) -> str:
-    """Punctuation then digit/article processing; memoised, as a split's answers repeat in every pass."""
-    return _process_digit_article(_process_punctuation(text))
-
-
 def normalize_vqa_answer(answer: str) -> str:
-    """The official answer normalisation (punctuation, digits, articles, contractions)."""
+    """The official answer normalisation (punctuation, digits, articles, contractions); memoised, as a
+    split's answers repeat in every evaluation pass."""
     answer = answer.replace("\n", " ").replace("\t", " ").strip()
-    return _processed(answer)
+    return _process_digit_article(_process_punctuation(answer))
 
 
 def vqa_soft_score(matches: int) -> float:
@@ -194,8 +190,8 @@ def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
     gts = [a.replace("\n", " ").replace("\t", " ").strip() for a in answers]
     pred = prediction.replace("\n", " ").replace("\t", " ").strip()
     if len(set(gts)) > 1:
-        gts = [_processed(a) for a in gts]
-        pred = _processed(pred)
+        gts = [normalize_vqa_answer(a) for a in gts]
+        pred = normalize_vqa_answer(pred)
     accs = []
     for i in range(len(gts)):
         others = gts[:i] + gts[i + 1:]

@@ -61,24 +61,31 @@ def selected_lambdas(rows: pd.DataFrame) -> dict[str, float]:
             for b, g in means.groupby("backbone")}
 
 
-def clip_td_rows(metrics_root: Path) -> pd.DataFrame:
-    """One row per (run, metric): task, setting, method, seed, value, ci_low, ci_high."""
-    rows = []
+def _clip_td_blocks(metrics_root: Path):
+    """(run, method, block, report) for every CLIP-TD report: the run's own block, and for finetune runs
+    the image-ablated baselines' blocks under their names."""
     for path in sorted((metrics_root / "clip_td").glob("*.json")):
         run = parse_clip_td_run(path.stem)
         if run is None:
             continue
         report = json.loads(path.read_text())
-        blocks = [(run.method, report)]
+        yield run, run.method, report, report
         if run.method == "finetune":  # the image-ablated baselines
-            blocks += [(name, report[name]) for name in IMAGE_ABLATIONS if name in report]
-        for method, block in blocks:
-            for metric, value in block["headline"].items():
-                ci = block.get(f"{metric}_ci") or (block.get(metric) if isinstance(block.get(metric), dict) else {})
-                rows.append({"task": run.task, "setting": run.setting, "method": method,
-                             "seed": run.seed, "metric": metric, "value": value,
-                             "ci_low": ci.get("ci_low", np.nan), "ci_high": ci.get("ci_high", np.nan),
-                             "examples": report["examples"]})
+            for name in IMAGE_ABLATIONS:
+                if name in report:
+                    yield run, name, report[name], report
+
+
+def clip_td_rows(metrics_root: Path) -> pd.DataFrame:
+    """One row per (run, metric): task, setting, method, seed, value, ci_low, ci_high."""
+    rows = []
+    for run, method, block, report in _clip_td_blocks(metrics_root):
+        for metric, value in block["headline"].items():
+            ci = block.get(f"{metric}_ci") or (block.get(metric) if isinstance(block.get(metric), dict) else {})
+            rows.append({"task": run.task, "setting": run.setting, "method": method,
+                         "seed": run.seed, "metric": metric, "value": value,
+                         "ci_low": ci.get("ci_low", np.nan), "ci_high": ci.get("ci_high", np.nan),
+                         "examples": report["examples"]})
     return pd.DataFrame(rows)
 
 
@@ -86,21 +93,15 @@ def clip_td_domain_rows(metrics_root: Path) -> pd.DataFrame:
     """One row per (run, visual domain of the evaluation images, metric), for the full split and the
     shifts: task, setting, method, seed, domain, examples, value (reports' ``per_domain``)."""
     rows = []
-    for path in sorted((metrics_root / "clip_td").glob("*.json")):
-        run = parse_clip_td_run(path.stem)
-        if run is None or run.setting.startswith("lowshot-"):
+    for run, method, block, _ in _clip_td_blocks(metrics_root):
+        if run.setting.startswith("lowshot-"):
             continue
-        report = json.loads(path.read_text())
-        blocks = [(run.method, report)]
-        if run.method == "finetune":
-            blocks += [(name, report[name]) for name in IMAGE_ABLATIONS if name in report]
-        for method, block in blocks:
-            for domain, scores in block.get("per_domain", {}).items():
-                for metric, value in scores.items():
-                    if metric != "examples":
-                        rows.append({"task": run.task, "setting": run.setting, "method": method, "seed": run.seed,
-                                     "domain": domain, "examples": scores["examples"], "metric": metric,
-                                     "value": value, "ci_low": np.nan, "ci_high": np.nan})
+        for domain, scores in block.get("per_domain", {}).items():
+            for metric, value in scores.items():
+                if metric != "examples":
+                    rows.append({"task": run.task, "setting": run.setting, "method": method, "seed": run.seed,
+                                 "domain": domain, "examples": scores["examples"], "metric": metric,
+                                 "value": value, "ci_low": np.nan, "ci_high": np.nan})
     return pd.DataFrame(rows)
 
 
