@@ -45,7 +45,7 @@ def sh(cmd: list[str], cwd: Path) -> None:
 
 
 def bench_prepare(n: int, size: int, tmp: Path) -> dict:
-    cfg = {"seed": 0, "image_size": size,
+    cfg = {"seed": 0, "image_size": size, "textured_light": [1.0, 1.0, 1.0],
            "coco": {"train2017": n, "val2017": 1, "train2014": 1, "val2014": 1, "karpathy_test": 1}}
     synthesize("coco", cfg, tmp / "raw" / "coco")
     seconds = timed(lambda: prepare("coco", tmp / "raw", tmp / "prepared", {"shard_size_mb": 64,

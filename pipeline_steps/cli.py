@@ -104,7 +104,7 @@ def _pretrain_student(params: dict, args: argparse.Namespace) -> None:
     if "coco" not in prepared:
         raise InputError("pretrain-student needs the prepared coco captions among --prepared")
     pretrain_student(params["models"]["student"]["tiny"], params["pretrain"]["student"], prepared,
-                     args.out, args.work, params["pretrain"]["seed"])
+                     args.out, args.work, params["pretrain"]["seed"], params["pretrain"]["student_domains"])
 
 
 def _fetch_pretrained(params: dict, args: argparse.Namespace) -> None:

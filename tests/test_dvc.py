@@ -119,19 +119,22 @@ def test_dvc_push_and_pull_through_the_default_local_remote(dvc_project):
 
 def test_dvc_experiment_changes_a_param_and_shows_it_next_to_the_baseline(dvc_project):
     project = dvc_project
-    proc = run(["dvc", "exp", "run", "-n", "mse-distill", "-S", "clip_td.distill.loss=mse"], cwd=project)
-    assert "Running stage 'clip_td'" in proc.stdout and "Running stage 'data'" not in proc.stdout
+    # an SDS-CLIP param: the experiment retrains and evaluates SDS-CLIP, and no CLIP-TD run
+    proc = run(["dvc", "exp", "run", "-n", "sds-weighting", "-S", "sds_clip.sds.weighting=sds"], cwd=project)
+    assert "Running stage 'sds_clip'" in proc.stdout
+    assert "Running stage 'clip_td'" not in proc.stdout and "Running stage 'data'" not in proc.stdout
     rows = json.loads(run(["dvc", "exp", "show", "--json"], cwd=project).stdout)
     text = json.dumps(rows)
-    assert "mse-distill" in text and '"mse"' in text and '"cosine"' in text
-    assert text.count("q2ar") >= 2  # the headline metrics of the baseline and of the experiment
+    assert "sds-weighting" in text and '"sds"' in text and '"uniform"' in text
+    # the headline metrics of the baseline and of the experiment
+    assert text.count("winoground_group") >= 2 and text.count("q2ar") >= 2
 
 
 def test_queued_experiments_run_in_the_background_and_show_up(dvc_project):
     project = dvc_project
     git(project, "add", "-A")
     git(project, "commit", "-qm", "baseline", "--allow-empty")
-    proc = run("dvc exp run --queue -n l1-distill -S clip_td.distill.loss=l1".split(), cwd=project)
+    proc = run("dvc exp run --queue -n sds-t-min -S sds_clip.sds.t_min=300".split(), cwd=project)
     assert "Queued experiment" in proc.stdout + proc.stderr
     run("dvc queue start".split(), cwd=project)
     deadline = time.monotonic() + 900
@@ -140,12 +143,13 @@ def test_queued_experiments_run_in_the_background_and_show_up(dvc_project):
         if not re.search(r"\b(Queued|Running)\b", status):
             break
         time.sleep(5)
-    logs = run(["dvc", "queue", "logs", "l1-distill"], cwd=project, check=False).stdout
-    assert re.search(r"l1-distill\s+.*Success", status), status + logs[-4000:]
+    logs = run(["dvc", "queue", "logs", "sds-t-min"], cwd=project, check=False).stdout
+    assert re.search(r"sds-t-min\s+.*Success", status), status + logs[-4000:]
     # the experiment ran only what reads the changed param, and shows its own params and metrics
-    assert "Running stage 'clip_td'" in logs and "Running stage 'data'" not in logs
+    assert "Running stage 'sds_clip'" in logs
+    assert "Running stage 'clip_td'" not in logs and "Running stage 'data'" not in logs
     rows = json.dumps(json.loads(run(["dvc", "exp", "show", "--json"], cwd=project).stdout))
-    assert "l1-distill" in rows and '"l1"' in rows and rows.count("q2ar") >= 2
+    assert "sds-t-min" in rows and '"t_min": 300' in rows and rows.count("winoground_group") >= 2
     run(["dvc", "queue", "stop"], cwd=project, check=False)  # no worker left behind
 
 

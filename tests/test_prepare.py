@@ -10,6 +10,7 @@ from pipeline_steps.data import registry, snli_ve, vcr
 from pipeline_steps.data.prepare import prepare
 from pipeline_steps.data.scenes import make_scene
 from pipeline_steps.data.shards import PreparedDataset
+from pipeline_steps.errors import InputError
 from pipeline_steps.io import tree_digest
 
 CFG = {"shard_size_mb": 0.03, "texture_threshold": 8.0}
@@ -86,7 +87,8 @@ def test_flickr30k_captions_hold_out_the_evaluation_images(prepared, small_world
     assert corpus.captions([last]) == [train[-1]["caption"]] and corpus.pil_images([0, last])[1].size == (64, 64)
 
 
-def test_measured_visual_domain_matches_the_generator(prepared, small_world):
+def test_measured_visual_domain_matches_the_generator_and_selects_pretraining_captions(prepared, small_world):
+    from pipeline_steps.train.data import CaptionedImages
     cfg, _ = small_world
     with PreparedDataset(prepared["coco"][1]) as data:
         for key in data.index.index:
@@ -94,6 +96,13 @@ def test_measured_visual_domain_matches_the_generator(prepared, small_world):
             index = int(name.removesuffix(".jpg")[-12:]) % 100_000
             truth = make_scene(cfg["seed"], image_set, index).domain
             assert data.domain(key) == truth, key
+        plain = [r for r in data.records("train") if data.domain(r["image"]) == "plain"]
+    # the student's pretraining reads one domain only (pretrain.student_domains)
+    plain_only = CaptionedImages(prepared["coco"][1], "train", ["plain"])
+    assert 0 < len(plain_only) == len(plain) < len(CaptionedImages(prepared["coco"][1], "train"))
+    assert plain_only.ids == [r["id"] for r in plain]
+    with pytest.raises(InputError, match="no 'train' records of domain"):
+        CaptionedImages(prepared["coco"][1], "train", ["underwater"])
 
 
 def test_prepare_is_deterministic(prepared, small_world, tmp_path):

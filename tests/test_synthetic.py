@@ -47,13 +47,21 @@ def test_same_seed_gives_same_bytes_and_another_seed_differs(tmp_path, small_wor
     assert tree_digest(other) != tree_digest(root / "winoground")
 
 
-def test_scene_rendering_shows_each_object_in_its_colour():
+@pytest.mark.parametrize("light", [(1.0, 1.0, 1.0), (1.0, 0.75, 0.5)])
+def test_scene_rendering_shows_each_object_in_its_colour_under_its_domains_light(light):
+    seen = Counter()
     for i in range(40):
         scene = make_scene(3, "check", i)
-        pixels = np.asarray(render(scene, 64, 3))
+        seen[scene.domain] += 1
+        pixels = np.asarray(render(scene, 64, 3, light))
+        # the light scales each channel of the textured domain only: under a warm one, its yellow is
+        # another colour than the plain domain's yellow
+        scale = np.array(light) if scene.domain == "textured" else np.ones(3)
         for obj in scene.objects:
             cx, cy = int((obj.cell[0] + 0.5) * 64 / 3), int((obj.cell[1] + 0.5) * 64 / 3)
-            assert np.abs(pixels[cy, cx].astype(int) - COLORS[obj.color]).max() <= 1, (scene, obj)
+            expected = np.floor(np.array(COLORS[obj.color]) * scale)
+            assert np.abs(pixels[cy, cx].astype(int) - expected).max() <= 1, (scene, obj)
+    assert seen["plain"] > 0 and seen["textured"] > 0
 
 
 @pytest.mark.parametrize("kind", list(WINOGROUND_KINDS))

@@ -7,7 +7,10 @@ relation (``a <relation> b``) and one or two *extra* objects, which make countin
 "add object" negatives meaningful.  Objects differ in colour, shape and size; main objects never
 share a colour or a shape, so a caption that swaps them describes a different image.
 
-Two visual domains exist: ``plain`` (a flat background) and ``textured`` (stripes plus pixel noise).
+Two visual domains exist: ``plain`` (a flat background) and ``textured`` (stripes plus pixel noise,
+optionally the whole picture under a coloured light, ``synthetic.textured_light``).  A warm light
+changes how colours look (yellow looks orange, orange looks red), so a model that has seen only plain
+images must learn the textured domain's colours again (bench/README.md).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ SIZES = ("small", "large")
 RELATIONS = {"left of": (1, 0), "right of": (-1, 0), "above": (0, 1), "below": (0, -1)}
 OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 DOMAINS = ("plain", "textured")
+NEUTRAL_LIGHT = (1.0, 1.0, 1.0)
 PLURAL = {"square": "squares", "circle": "circles", "triangle": "triangles", "star": "stars",
           "cross": "crosses"}
 NUMBER_WORDS = {0: "zero", 1: "one", 2: "two", 3: "three", 4: "four"}
@@ -145,8 +149,12 @@ def _shape_points(shape: str, cx: float, cy: float, r: float) -> list[tuple[floa
             (cx - r, cy - w), (cx - w, cy - w)]
 
 
-def render(scene: Scene, size: int, seed: int) -> Image.Image:
-    """Draw the scene as an RGB image of ``size`` x ``size`` pixels."""
+def render(scene: Scene, size: int, seed: int, textured_light: tuple[float, ...] = NEUTRAL_LIGHT) -> Image.Image:
+    """Draw the scene as an RGB image of ``size`` x ``size`` pixels.
+
+    A textured scene's picture is then lit by ``textured_light``: its R, G and B scaled.  Stripes and
+    noise alone hide neither an object's colour nor its place; a light changes the colours themselves.
+    """
     img = np.empty((size, size, 3), dtype=np.uint8)
     img[:] = scene.background
     if scene.domain == "textured":
@@ -169,6 +177,9 @@ def render(scene: Scene, size: int, seed: int) -> Image.Image:
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
         else:
             draw.polygon(_shape_points(obj.shape, cx, cy, r), fill=fill)
+    if scene.domain == "textured" and tuple(textured_light) != NEUTRAL_LIGHT:
+        img = np.asarray(image).astype(np.float32) * np.array(textured_light, dtype=np.float32)
+        image = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
     return image
 
 

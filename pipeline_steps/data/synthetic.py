@@ -45,7 +45,7 @@ SOURCES = RAW_SOURCES
 # The keys of the ``synthetic`` params section that each source reads (besides seed and image size):
 # a change elsewhere does not regenerate it.
 SOURCE_KEYS = {
-    source: ("seed", "image_size", *keys)
+    source: ("seed", "image_size", "textured_light", *keys)
     for source, keys in {
         "coco": ("coco",), "flickr30k": ("flickr30k",), "winoground": ("winoground",),
         "aro": ("aro",), "sugarcrepe": ("coco", "sugarcrepe"), "vqa": ("coco", "vqa"),
@@ -73,12 +73,13 @@ def flickr_image_id(index: int) -> int:
 
 
 class _Writer:
-    """Shared state of one source's generation: seed, image size, output root."""
+    """Shared state of one source's generation: seed, image size, the textured domain's light, output root."""
 
     def __init__(self, cfg: dict, root: Path):
         self.cfg = cfg
         self.seed = int(cfg["seed"])
         self.size = int(cfg["image_size"])
+        self.light = tuple(float(v) for v in cfg["textured_light"])
         self.root = root
 
     def rng(self, *parts: object):
@@ -90,7 +91,7 @@ class _Writer:
     def image(self, rel_path: str, scene: Scene, fmt: str = "jpg") -> None:
         path = self.root / rel_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(encode(render(scene, self.size, self.seed), fmt))
+        path.write_bytes(encode(render(scene, self.size, self.seed, self.light), fmt))
 
     def json(self, rel_path: str, obj: Any) -> None:
         path = self.root / rel_path

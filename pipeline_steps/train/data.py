@@ -15,14 +15,17 @@ class CaptionedImages:
     """The records of one split of one or more prepared captions datasets (one record per caption),
     in the order of the datasets given."""
 
-    def __init__(self, prepared: str | Path | list[str | Path], split: str = "train"):
+    def __init__(self, prepared: str | Path | list[str | Path], split: str = "train",
+                 domains: list[str] | None = None):
         folders = [prepared] if isinstance(prepared, (str, Path)) else list(prepared)
         self.datasets = [PreparedDataset(folder) for folder in folders]
         self.records, self.source = [], []
         for k, (folder, data) in enumerate(zip(folders, self.datasets)):
             records = list(data.records(split))
+            if domains is not None:  # only the images of these visual domains (measured when prepared)
+                records = [r for r in records if data.domain(r["image"]) in domains]
             if not records:
-                raise InputError(f"{folder} has no '{split}' records")
+                raise InputError(f"{folder} has no '{split}' records" + (f" of domain {domains}" if domains else ""))
             self.records += records
             self.source += [k] * len(records)
         # ids are unique within a dataset: prefix the later datasets' so they are across the corpus

@@ -167,8 +167,9 @@ def masked_word_accuracy(student, mlm_head, data: CaptionedImages, never: torch.
 
 
 def pretrain_student(spec: dict, train_cfg: dict, prepared: dict[str, str | Path], out: str | Path,
-                     work: str | Path, seed: int) -> dict:
-    """Pretrain the tiny ViLT on COCO captions with masked-language modelling + image-text matching.
+                     work: str | Path, seed: int, domains: list[str]) -> dict:
+    """Pretrain the tiny ViLT on the COCO captions of images of ``domains`` (``pretrain.student_domains``)
+    with masked-language modelling + image-text matching.
 
     The vocabulary is a WordPiece vocabulary trained on the captions and the task texts (the
     synthetic stand-in for BERT's).  MLM masks ``mask_probability`` of the words other than
@@ -185,7 +186,7 @@ def pretrain_student(spec: dict, train_cfg: dict, prepared: dict[str, str | Path
     mlm_head = torch.nn.Sequential(torch.nn.Linear(h, h), torch.nn.GELU(), torch.nn.LayerNorm(h),
                                    torch.nn.Linear(h, vocab_size)).to(device)
     itm_head = torch.nn.Linear(h, 2).to(device)
-    data = CaptionedImages(prepared["coco"], "train")
+    data = CaptionedImages(prepared["coco"], "train", domains)
     cfg = LoopConfig.from_params(train_cfg, seed, len(data))
     mask_id = student.tokenizer.convert_tokens_to_ids("[MASK]")
     mask_p = float(spec["mask_probability"])
@@ -222,7 +223,7 @@ def pretrain_student(spec: dict, train_cfg: dict, prepared: dict[str, str | Path
     student.eval()
     mlm_head.eval()
     summary = {"steps": cfg.steps, "final": last, "vocabulary": vocab_size, "train_captions": len(data),
-               "hidden_size": h,
+               "train_domains": sorted(domains), "hidden_size": h,
                "masked_word_accuracy": masked_word_accuracy(student, mlm_head, CaptionedImages(prepared["coco"], "val"),
                                                             never, GROUNDING_CAPTIONS, device)}
     finish_model_folder(Path(out), work, student.save, summary)

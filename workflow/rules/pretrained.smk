@@ -68,7 +68,7 @@ if config["mode"] == "synthetic":
             **step_params("pretrain-student"),
             work=f"{WORK}/pretrained/{STUDENT}",
             cfg=json.dumps([config["models"]["student"]["tiny"], config["pretrain"]["student"],
-                            config["pretrain"]["seed"]], sort_keys=True),
+                            config["pretrain"]["student_domains"], config["pretrain"]["seed"]], sort_keys=True),
         threads: 1
         conda:
             ENV
