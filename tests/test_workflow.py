@@ -253,3 +253,7 @@ def test_the_synthetic_full_preset_runs_the_whole_grid_longer(tmp_path):
         assert train_section(params["clip_td"], task)["epochs"] > train_section(defaults["clip_td"], task)["epochs"]
     for model in ("clip", "diffusion", "student"):
         assert params["pretrain"][model]["steps"] > defaults["pretrain"][model]["steps"]
+    # its domain shifts hold out a domain under a coloured light that the student's pretraining never saw
+    assert defaults["synthetic"]["textured_light"] == [1.0, 1.0, 1.0] != params["synthetic"]["textured_light"]
+    assert defaults["pretrain"]["student_domains"] == ["plain", "textured"]
+    assert params["pretrain"]["student_domains"] == ["plain"]
