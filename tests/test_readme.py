@@ -62,10 +62,10 @@ EXERCISED_ELSEWHERE = {
         "tests/test_slurm.py::test_profile_runs_every_job_through_slurm"],
     "dvc metrics show": ["tests/test_dvc.py::test_dvc_repro_in_a_git_repo_runs_what_is_missing_and_writes_a_lock"],
     "dvc plots show": ["tests/test_dvc.py::test_dvc_repro_in_a_git_repo_runs_what_is_missing_and_writes_a_lock"],
-    "dvc exp run -n mse-distill -S clip_td.distill.loss=mse": [
+    "dvc exp run -n sds-weighting -S sds_clip.sds.weighting=sds": [
         "tests/test_dvc.py::test_dvc_experiment_changes_a_param_and_shows_it_next_to_the_baseline"],
     "dvc exp show": ["tests/test_dvc.py::test_dvc_experiment_changes_a_param_and_shows_it_next_to_the_baseline"],
-    "dvc exp run --queue -n l1-distill -S clip_td.distill.loss=l1": [
+    "dvc exp run --queue -n sds-t-min -S sds_clip.sds.t_min=300": [
         "tests/test_dvc.py::test_queued_experiments_run_in_the_background_and_show_up"],
     "dvc queue start": ["tests/test_dvc.py::test_queued_experiments_run_in_the_background_and_show_up"],
     "dvc push": ["tests/test_dvc.py::test_dvc_push_and_pull_through_the_default_local_remote"],
