@@ -42,8 +42,8 @@ from .scenes import (COLORS, SHAPES, Scene, encode, make_scene, object_box, rend
 # every raw source of the registry has a synthetic writer (test_synthetic checks each one)
 SOURCES = RAW_SOURCES
 
-# The keys of the ``synthetic`` params section that each source reads (besides seed and image size):
-# a change elsewhere does not regenerate it.
+# The keys of the ``synthetic`` params section that each source reads (besides seed, image size and the
+# textured domain's light): a change elsewhere does not regenerate it.
 SOURCE_KEYS = {
     source: ("seed", "image_size", "textured_light", *keys)
     for source, keys in {
