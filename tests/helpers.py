@@ -17,7 +17,7 @@ from pipeline_steps.config import deep_merge
 REPO = Path(__file__).resolve().parent.parent
 SMOKE_PARAMS = REPO / "tests" / "smoke-params.yaml"
 # What a workflow run needs from the repository (data, logs and caches are left behind).
-PROJECT_FILES = ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".dvc/config", "workflow",
+PROJECT_FILES = ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", "workflow",
                  "profiles", "slurm", "presets", "pipeline_steps", "tests/smoke-params.yaml", "pyproject.toml")
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -47,6 +48,42 @@ def test_dvc_stage_outs_equal_the_outputs_of_their_snakemake_targets(tmp_path):
             assert any(x == o or x.startswith(o + "/") for x in own), \
                 f"stage {name}: DVC out {o} holds no output of {target}"
         earlier |= own
+
+
+def test_every_rule_belongs_to_the_rules_file_of_one_dvc_stage(tmp_path):
+    # dvc_stage forces and allows a stage's rules by reading its rules file: every rule Snakemake
+    # knows, in both modes, must be found in exactly one stage's file
+    from pipeline_steps import dvc_stage
+
+    project = copy_project(tmp_path / "project")
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    owners: dict[str, list[str]] = {}
+    for name, stage in stages.items():
+        _, _, _, rules_file, target = stage["cmd"].split()
+        assert target == f"{name}_all" and rules_file == f"workflow/rules/{name}.smk", stage["cmd"]
+        for rule in dvc_stage.rules_of(project / rules_file):
+            owners.setdefault(rule, []).append(name)
+    (tmp_path / "paper.yaml").write_text("mode: paper\n")
+    for extra in ([], ["--configfile", str(tmp_path / "paper.yaml")]):
+        listed = run(SNAKEMAKE + ["--list-rules", *extra], cwd=project).stdout.split()
+        for rule in set(listed) - {"all"}:
+            assert len(owners.get(rule, [])) == 1, f"rule {rule}: stages {owners.get(rule)}"
+
+
+def test_a_stage_without_snakemake_records_reruns_its_own_jobs_only(local_run, tmp_path):
+    project = clone_run(local_run, tmp_path / "project")
+    shutil.rmtree(project / ".snakemake/metadata")  # as in a fresh checkout made by DVC
+    before = (project / "results/tables/sds_clip.md").stat().st_mtime
+    stage = [sys.executable, "-m", "pipeline_steps.dvc_stage", "workflow/rules/aggregate.smk", "aggregate_all"]
+    proc = run(stage, cwd=project)
+    assert "no records of aggregate_all's outputs" in proc.stderr
+    assert re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M) == ["aggregate", "aggregate_all"]
+    assert (project / "results/tables/sds_clip.md").stat().st_mtime > before
+    # the other stages stay marked until their own forced run; this one now has records
+    unrecorded = json.loads((project / ".snakemake/dvc-unrecorded-stages.json").read_text())
+    assert "aggregate_all" not in unrecorded and {"data_all", "evaluate_all"} <= set(unrecorded)
+    again = run(stage, cwd=project)
+    assert "no records" not in again.stderr and "Nothing to be done" in again.stdout + again.stderr
 
 
 def git(project: Path, *args: str) -> None:
@@ -149,11 +186,23 @@ def test_queued_experiments_run_in_the_background_and_show_up(dvc_project):
         time.sleep(5)
     logs = run(["dvc", "queue", "logs", "sds-t-min"], cwd=project, check=False).stdout
     assert re.search(r"sds-t-min\s+.*Success", status), status + logs[-4000:]
-    # DVC ran the stage that reads the changed param, not the data stage. (In the queue's fresh checkout
-    # Snakemake has no record of earlier jobs and may run upstream jobs again: README, "DVC".)
+    # DVC ran the stage that reads the changed param, not the data stage; in the queue's fresh checkout
+    # Snakemake has no records, so the stage reran all of its own jobs and none of another stage's
     assert "Running stage 'sds_clip'" in logs and "Running stage 'data'" not in logs
-    rows = json.dumps(json.loads(run(["dvc", "exp", "show", "--json"], cwd=project).stdout))
-    assert "sds-t-min" in rows and '"t_min": 300' in rows and rows.count("winoground_group") >= 2
+    assert "Snakemake has no records of sds_clip_all's outputs" in logs
+    assert re.search(r"^localrule train_sds_clip:", logs, re.M)
+    upstream = re.findall(r"^(?:local)?rule (prepare|splits|pretrain_\w+|cache_\w+|train_clip_td):", logs, re.M)
+    assert not upstream, f"the experiment reran other stages' jobs: {upstream}"
+    rows = json.loads(run(["dvc", "exp", "show", "--json"], cwd=project).stdout)
+    baseline = next(row for row in rows if row.get("name") != "workspace" and row.get("experiments"))
+    experiment = next(rev for exp in baseline["experiments"] for rev in exp["revs"] if rev["name"] == "sds-t-min")
+    assert experiment["data"]["params"]["params.yaml"]["data"]["sds_clip"]["sds"]["t_min"] == 300
+    outs, base_outs = experiment["data"]["outs"], baseline["data"]["outs"]
+    assert outs["models/sds_clip"]["hash"] != base_outs["models/sds_clip"]["hash"]  # retrained, not kept
+    assert all(outs[o]["hash"] == base_outs[o]["hash"] for o in ("data/prepared", "models/pretrained", "data/features"))
+    # both rows have metrics (results/metrics.json is versioned by git, not ignored)
+    assert "winoground_group" in json.dumps(experiment["data"]["metrics"])
+    assert "winoground_group" in json.dumps(baseline["data"]["metrics"])
     run(["dvc", "queue", "stop"], cwd=project, check=False)  # no worker left behind
 
 

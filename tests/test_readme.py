@@ -57,6 +57,7 @@ EXERCISED_ELSEWHERE = {
     "snakemake --report results/report.html": [
         "tests/test_workflow.py::test_results_hold_the_papers_tables_figures_and_a_report"],
     "snakemake --cores all $PIPELINE_SNAKEMAKE_ARGS <target>": ["dvc.yaml"],
+    "python -m pipeline_steps.dvc_stage <rules-file> <target>": ["dvc.yaml"],
     "dvc repro": ["tests/test_dvc.py::dvc_project"],
     'PIPELINE_SNAKEMAKE_ARGS="--profile slurm" dvc repro': [
         "tests/test_slurm.py::test_profile_runs_every_job_through_slurm"],
