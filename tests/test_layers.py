@@ -6,7 +6,7 @@
     models    models/ (CLIP, diffusion teacher, student; their losses)
     tasks     tasks/ (CLIP-TD task examples and answers), features (SD text cache), clip_teacher
     steps     train/, evaluate/
-    top       aggregate, cli, __main__
+    top       aggregate, cli, __main__, dvc_stage (the command of each dvc.yaml stage)
 
 Within the steps layer, training and evaluation do not import each other: what both need (task
 examples, answers, model loading) sits below them. Imports inside functions count: they run when
@@ -25,7 +25,7 @@ LAYERS = {
     "models": ("models",),
     "tasks": ("tasks", "features", "clip_teacher"),
     "steps": ("train", "evaluate"),
-    "top": ("aggregate", "cli", "__main__"),
+    "top": ("aggregate", "cli", "__main__", "dvc_stage"),
 }
 ORDER = list(LAYERS)
 # packages of one layer that must not import each other

@@ -1,0 +1,89 @@
+"""Summarise CLIP-TD runs of a finished project over seeds: mean ± sd of one metric, with the
+image-ablated passes (shuffled and blank images), and Welch's t of each run against a control.
+
+    python bench/clip_td_shifts.py --project . --task vcr --metric q2a --domain textured \
+        --runs full-finetune shift-source-finetune shift-movie-finetune --seeds 0 1 2 \
+        --control full-finetune --command "snakemake ..." --out bench/results/<name>.json
+
+Reads results/metrics/clip_td/<task>-<split>-<method>-s<seed>.json. With --domain, the metric is
+taken on that visual domain's evaluation examples only (the metrics' per_domain block), so runs
+whose evaluation sets differ in their mix of domains are compared on the same kind of image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+from datetime import date
+from pathlib import Path
+
+from scipy import stats
+
+PASSES = ("model", "shuffled_image", "blank_image")
+
+
+def metric_of(block: dict, metric: str, domain: str | None) -> tuple[float, int]:
+    if domain is None:
+        return block[metric], 0
+    part = block["per_domain"][domain]
+    return part[metric], part["examples"]
+
+
+def summarise(project: Path, task: str, runs: list[str], seeds: list[int], metric: str,
+              domain: str | None, control: str | None) -> dict:
+    table = {}
+    for name in runs:
+        values: dict[str, list[float]] = {p: [] for p in PASSES}
+        examples = set()
+        for seed in seeds:
+            path = project / "results/metrics/clip_td" / f"{task}-{name}-s{seed}.json"
+            result = json.loads(path.read_text())
+            for p in PASSES:
+                value, n = metric_of(result if p == "model" else result[p], metric, domain)
+                values[p].append(value)
+                examples.add(n)
+        table[name] = {p: {"mean": round(statistics.mean(v), 4),
+                           "sd": round(statistics.stdev(v), 4) if len(v) > 1 else 0.0, "seeds": v}
+                       for p, v in values.items()}
+        table[name]["examples"] = sorted(examples)
+    if control:
+        for name in runs:
+            if name != control:
+                t, p = stats.ttest_ind(table[name]["model"]["seeds"], table[control]["model"]["seeds"],
+                                       equal_var=False)
+                table[name]["welch_vs_control"] = {"t": round(float(t), 2), "p": round(float(p), 3)}
+    return table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", type=Path, default=Path("."))
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--runs", nargs="+", required=True, help="<split>-<method>, e.g. shift-source-naive")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--metric", required=True)
+    parser.add_argument("--domain", default=None)
+    parser.add_argument("--control", default=None)
+    parser.add_argument("--command", default="", help="the command that produced the runs")
+    parser.add_argument("--wall-s", type=float, default=None)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    table = summarise(args.project, args.task, args.runs, args.seeds, args.metric, args.domain, args.control)
+    result = {"bench": f"clip_td_{args.task}_shifts", "date": date.today().isoformat(),
+              "machine": {"processor": platform.processor() or platform.machine(), "python": sys.version.split()[0]},
+              "command": args.command, "wall_s": args.wall_s, "task": args.task, "metric": args.metric,
+              "domain": args.domain, "control": args.control, "runs": table}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    for name, row in table.items():
+        cells = "  ".join(f"{p} {100 * row[p]['mean']:.1f} ± {100 * row[p]['sd']:.1f}" for p in PASSES)
+        test = row.get("welch_vs_control")
+        print(f"{name:28s} n={row['examples']}  {cells}" + (f"  (t={test['t']}, p={test['p']})" if test else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
