@@ -27,7 +27,7 @@ PASSES = ("model", "shuffled_image", "blank_image")
 
 def metric_of(block: dict, metric: str, domain: str | None) -> tuple[float, int]:
     if domain is None:
-        return block[metric], 0
+        return block[metric], block.get("examples", 0)
     part = block["per_domain"][domain]
     return part[metric], part["examples"]
 

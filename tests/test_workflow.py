@@ -257,3 +257,5 @@ def test_the_synthetic_full_preset_runs_the_whole_grid_longer(tmp_path):
     assert defaults["synthetic"]["textured_light"] == [1.0, 1.0, 1.0] != params["synthetic"]["textured_light"]
     assert defaults["pretrain"]["student_domains"] == ["plain", "textured"]
     assert params["pretrain"]["student_domains"] == ["plain"]
+    # and it runs only the shifts that are shifts in its world: not VCR's held-out movies
+    assert defaults["splits"]["shift"]["vcr"] == ["movie", "source"] and params["splits"]["shift"]["vcr"] == ["source"]
