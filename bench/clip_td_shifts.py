@@ -14,15 +14,45 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import sys
 from datetime import date
 from pathlib import Path
 
-from scipy import stats
-
 PASSES = ("model", "shuffled_image", "blank_image")
+
+
+def _incomplete_beta(x: float, a: float, b: float) -> float:
+    """The regularised incomplete beta function I_x(a, b), by its continued fraction (Lentz)."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast on this side only
+        return 1.0 - _incomplete_beta(1.0 - x, b, a)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    fraction = d
+    for m in range(1, 300):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            fraction *= c * d
+        if abs(c * d - 1.0) < 1e-12:
+            break
+    return front * fraction
+
+
+def welch(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Welch's t of mean(a) - mean(b) and its two-sided p (Welch-Satterthwaite degrees of freedom)."""
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    t = (statistics.mean(a) - statistics.mean(b)) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return t, _incomplete_beta(df / (df + t * t), df / 2, 0.5)
 
 
 def metric_of(block: dict, metric: str, domain: str | None) -> tuple[float, int]:
@@ -44,7 +74,7 @@ def summarise(project: Path, task: str, runs: list[str], seeds: list[int], metri
             for p in PASSES:
                 value, n = metric_of(result if p == "model" else result[p], metric, domain)
                 values[p].append(value)
-                examples.add(n)
+                examples.add(n or result["examples"])  # the ablated passes score the same examples
         table[name] = {p: {"mean": round(statistics.mean(v), 4),
                            "sd": round(statistics.stdev(v), 4) if len(v) > 1 else 0.0, "seeds": v}
                        for p, v in values.items()}
@@ -52,8 +82,7 @@ def summarise(project: Path, task: str, runs: list[str], seeds: list[int], metri
     if control:
         for name in runs:
             if name != control:
-                t, p = stats.ttest_ind(table[name]["model"]["seeds"], table[control]["model"]["seeds"],
-                                       equal_var=False)
+                t, p = welch(table[name]["model"]["seeds"], table[control]["model"]["seeds"])
                 table[name]["welch_vs_control"] = {"t": round(float(t), 2), "p": round(float(p), 3)}
     return table
 
