@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import statistics
 import sys
 from datetime import date
 from pathlib import Path
+
+from pipeline_steps.hardware import machine_info
 
 PASSES = ("model", "shuffled_image", "blank_image")
 
@@ -102,7 +103,7 @@ def main() -> int:
     args = parser.parse_args()
     table = summarise(args.project, args.task, args.runs, args.seeds, args.metric, args.domain, args.control)
     result = {"bench": f"clip_td_{args.task}_shifts", "date": date.today().isoformat(),
-              "machine": {"processor": platform.processor() or platform.machine(), "python": sys.version.split()[0]},
+              "machine": machine_info(),
               "command": args.command, "wall_s": args.wall_s, "task": args.task, "metric": args.metric,
               "domain": args.domain, "control": args.control, "runs": table}
     args.out.parent.mkdir(parents=True, exist_ok=True)
