@@ -56,11 +56,13 @@ def welch(a: list[float], b: list[float]) -> tuple[float, float]:
     return t, _incomplete_beta(df / (df + t * t), df / 2, 0.5)
 
 
-def metric_of(block: dict, metric: str, domain: str | None) -> tuple[float, int]:
-    if domain is None:
-        return block[metric], block.get("examples", 0)
-    part = block["per_domain"][domain]
-    return part[metric], part["examples"]
+def metric_of(block: dict, metric: str, domain: str | None) -> float:
+    return block[metric] if domain is None else block["per_domain"][domain][metric]
+
+
+def examples_of(result: dict, domain: str | None) -> int:
+    """How many examples the metric is taken on (the ablated passes score the same ones)."""
+    return result["examples"] if domain is None else result["per_domain"][domain]["examples"]
 
 
 def summarise(project: Path, task: str, runs: list[str], seeds: list[int], metric: str,
@@ -73,9 +75,8 @@ def summarise(project: Path, task: str, runs: list[str], seeds: list[int], metri
             path = project / "results/metrics/clip_td" / f"{task}-{name}-s{seed}.json"
             result = json.loads(path.read_text())
             for p in PASSES:
-                value, n = metric_of(result if p == "model" else result[p], metric, domain)
-                values[p].append(value)
-                examples.add(n or result["examples"])  # the ablated passes score the same examples
+                values[p].append(metric_of(result if p == "model" else result[p], metric, domain))
+            examples.add(examples_of(result, domain))
         table[name] = {p: {"mean": round(statistics.mean(v), 4),
                            "sd": round(statistics.stdev(v), 4) if len(v) > 1 else 0.0, "seeds": v}
                        for p, v in values.items()}
@@ -84,7 +85,7 @@ def summarise(project: Path, task: str, runs: list[str], seeds: list[int], metri
         for name in runs:
             if name != control:
                 t, p = welch(table[name]["model"]["seeds"], table[control]["model"]["seeds"])
-                table[name]["welch_vs_control"] = {"t": round(float(t), 2), "p": round(float(p), 3)}
+                table[name]["welch_vs_control"] = {"t": round(t, 2), "p": round(p, 3)}
     return table
 
 

@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
               f" rerunning the jobs of {rules_file} and no others", file=sys.stderr)
     print("dvc_stage: " + shlex.join(command), file=sys.stderr, flush=True)
     status = subprocess.run(command).returncode
-    if status == 0 and forced:
-        _write_unrecorded([t for t in unrecorded_targets() if t != target])
+    if status == 0 and forced:  # stages run one at a time, so the list read above is still current
+        _write_unrecorded([t for t in unrecorded if t != target])
     return status
 
 
