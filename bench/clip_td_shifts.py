@@ -57,7 +57,12 @@ def welch(a: list[float], b: list[float]) -> tuple[float, float]:
 
 
 def metric_of(block: dict, metric: str, domain: str | None) -> float:
-    return block[metric] if domain is None else block["per_domain"][domain][metric]
+    """``metric`` of a report block, a dotted path (``per_answer_type.other``); a metric with a CI
+    (VQA's ``{value, ci_low, ...}``) gives its value."""
+    value = block if domain is None else block["per_domain"][domain]
+    for key in metric.split("."):
+        value = value[key]
+    return value["value"] if isinstance(value, dict) else value
 
 
 def examples_of(result: dict, domain: str | None) -> int:

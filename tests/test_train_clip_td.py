@@ -92,6 +92,30 @@ def test_augmentation_needs_the_online_teacher(world, tmp_path):
     assert (tmp_path / "online/student/config.json").is_file()
 
 
+def test_lowshot_length_full_split_trains_every_fraction_as_long_as_the_full_split(world, tmp_path):
+    params, root = world
+    ids = [e.id for e in load_examples("snli_ve", root / "snli_ve")]
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    (splits / "full.json").write_text(json.dumps({"train": ids[:32], "eval": ids[32:40], "setting": "full"}))
+    lowshot = splits / "lowshot-25-seed0.json"
+    lowshot.write_text(json.dumps({"train": ids[:8], "eval": ids[32:40], "setting": "lowshot-25", "fraction": 0.25}))
+    train = {**params["clip_td"]["train"], "epochs": 1.0, "steps": 1, "batch_size": 4, "checkpoint_every": 10}
+    common = dict(task="snli_ve", method_name="finetune", seed=0, student_folder=root / "student",
+                  prepared=root / "snli_ve", teacher_clip=None, teacher_cache=None)
+    steps = {}
+    for length in ("split", "full_split"):
+        cfg = {**params["clip_td"], "train": train, "task_train": {}, "lowshot_length": length}
+        for split in (lowshot, splits / "full.json"):
+            summary = train_clip_td(**common, cfg=cfg, split_file=split, out=tmp_path / f"{length}-{split.stem}",
+                                    work=tmp_path / f"work-{length}-{split.stem}")
+            assert summary["train_examples"] == (8 if split == lowshot else 32)
+            steps[length, split.stem] = summary["steps"]
+    # one epoch of 8 examples in batches of 4 is 2 steps; of the full split's 32, 8
+    assert steps == {("split", "lowshot-25-seed0"): 2, ("split", "full"): 8,
+                     ("full_split", "lowshot-25-seed0"): 8, ("full_split", "full"): 8}
+
+
 def test_two_gpu_job_runs_one_process_per_device_and_matches_one_process(world, tmp_path):
     """A training job with clip_td.gpus: 2 starts two torchrun processes (gloo on CPU here) that
     all-reduce gradients: their model equals a one-process run of the same batch, written once."""

@@ -49,6 +49,16 @@ def train_section(cfg: dict, task: str) -> dict:
     return {**cfg["train"], **cfg.get("task_train", {}).get(task, {})}
 
 
+def length_items(cfg: dict, split: dict, split_file: str | Path) -> int:
+    """The number of training examples the run's epochs are counted on: its own split's, or for a
+    low-shot run with ``clip_td.lowshot_length: full_split`` the task's full split's (the file beside
+    it), so that every fraction trains as many steps as the full split and the low-shot curve
+    measures the data, not the steps."""
+    if split.get("fraction") is None or cfg["lowshot_length"] == "split":
+        return len(split["train"])
+    return len(load_split(Path(split_file).parent / "full.json")["train"])
+
+
 def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_folder: str | Path,
                   prepared: str | Path, split_file: str | Path, teacher_clip: str | Path | None,
                   teacher_cache: str | Path | None, out: str | Path, work: str | Path) -> dict:
@@ -80,7 +90,7 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
     model = ClipTdModel(student, len(outputs), teacher_dim).to(device)
     batch_loss = ClipTdBatchLoss(model, task, method, cfg, outputs, teacher_source, device)
     data = PreparedDataset(prepared)
-    loop_cfg = LoopConfig.from_params(train_section(cfg, task), seed, len(examples))
+    loop_cfg = LoopConfig.from_params(train_section(cfg, task), seed, length_items(cfg, split, split_file))
 
     def loss_fn(step, indices, generator):
         batch = [examples[i] for i in indices]
