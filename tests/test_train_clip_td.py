@@ -105,7 +105,9 @@ def test_lowshot_length_full_split_trains_every_fraction_as_long_as_the_full_spl
                   prepared=root / "snli_ve", teacher_clip=None, teacher_cache=None)
     steps = {}
     for length in ("split", "full_split"):
-        cfg = {**params["clip_td"], "train": train, "task_train": {}, "lowshot_length": length}
+        # the task's override wins over clip_td.lowshot_length
+        cfg = {**params["clip_td"], "train": train, "task_train": {"snli_ve": {"lowshot_length": length}},
+               "lowshot_length": "full_split" if length == "split" else "split"}
         for split in (lowshot, splits / "full.json"):
             summary = train_clip_td(**common, cfg=cfg, split_file=split, out=tmp_path / f"{length}-{split.stem}",
                                     work=tmp_path / f"work-{length}-{split.stem}")

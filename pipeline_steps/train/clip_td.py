@@ -45,16 +45,17 @@ def augment_crop(image: Image.Image, crop_scale: float, rng: np.random.Generator
 # --- training and prediction ----------------------------------------------------------------------------------
 
 def train_section(cfg: dict, task: str) -> dict:
-    """clip_td.train with the task's overrides (clip_td.task_train.<task>) applied."""
-    return {**cfg["train"], **cfg.get("task_train", {}).get(task, {})}
+    """clip_td.train and clip_td.lowshot_length with the task's overrides (clip_td.task_train.<task>)
+    applied."""
+    return {**cfg["train"], "lowshot_length": cfg["lowshot_length"], **cfg.get("task_train", {}).get(task, {})}
 
 
-def length_items(cfg: dict, split: dict, split_file: str | Path) -> int:
+def length_items(section: dict, split: dict, split_file: str | Path) -> int:
     """The number of training examples the run's epochs are counted on: its own split's, or for a
-    low-shot run with ``clip_td.lowshot_length: full_split`` the task's full split's (the file beside
-    it), so that every fraction trains as many steps as the full split and the low-shot curve
-    measures the data, not the steps."""
-    if split.get("fraction") is None or cfg["lowshot_length"] == "split":
+    low-shot run with ``lowshot_length: full_split`` the task's full split's (the file beside it), so
+    that every fraction trains as many steps as the full split and the low-shot curve measures the
+    data, not the steps."""
+    if split.get("fraction") is None or section["lowshot_length"] == "split":
         return len(split["train"])
     return len(load_split(Path(split_file).parent / "full.json")["train"])
 
@@ -90,7 +91,8 @@ def train_clip_td(task: str, method_name: str, cfg: dict, seed: int, student_fol
     model = ClipTdModel(student, len(outputs), teacher_dim).to(device)
     batch_loss = ClipTdBatchLoss(model, task, method, cfg, outputs, teacher_source, device)
     data = PreparedDataset(prepared)
-    loop_cfg = LoopConfig.from_params(train_section(cfg, task), seed, length_items(cfg, split, split_file))
+    section = train_section(cfg, task)
+    loop_cfg = LoopConfig.from_params(section, seed, length_items(section, split, split_file))
 
     def loss_fn(step, indices, generator):
         batch = [examples[i] for i in indices]
