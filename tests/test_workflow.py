@@ -115,7 +115,7 @@ def test_results_hold_the_papers_tables_figures_and_a_report(local_run):
     assert 0 <= diagnostics["teacher_h_w_matched_wins"][0] <= 1 and diagnostics["h_w_init"][0] == "fit"
     assert r"\begin{tabular}" in (results / "tables/sds_clip.tex").read_text()
     for name in ("clip_td_lowshot", "clip_td_shift", "sds_clip_compositional", "sds_clip_lambda",
-                 "teacher_vs_clip", "training_curves"):
+                 "teacher_vs_clip", "sds_clip_grad_norms", "training_curves"):
         with Image.open(results / f"figures/{name}.png") as image:
             assert image.width >= 400 and image.height >= 250, name
         assert (results / f"figures/{name}.svg").read_text().lstrip().startswith("<?xml")

@@ -17,7 +17,7 @@ curves in the model folders.  Outputs (``aggregate(...)``):
 - ``tables/clip_td_domains.{csv,md}``: the full split and each shift by the visual domain of the
   evaluation images, so that a shift stands beside the full split's score on the same domain.
 - ``figures/*.{png,svg}``: low-shot curves, domain-shift bars, Winoground/ARO bars with CIs, the
-  lambda sweep, the teacher's score next to CLIP's, training curves.
+  lambda sweep, the teacher's score next to CLIP's, SDS-CLIP's gradient norms, training curves.
 - ``metrics.json`` (DVC metrics) and ``plots/*.csv`` (DVC plots).
 
 Cells are percentages: ``mean ± sd (n=seeds)`` over seeds when there are several, else the value with its 95%
@@ -34,10 +34,10 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import atomic_write_json, atomic_write_text
-from .figures import (STYLE, figure_compositional, figure_lambda, figure_lowshot, figure_shift, figure_teacher,
-                      figure_training)
-from .reports import (clip_td_domain_rows, clip_td_rows, read_curves, sds_clip_diagnostics, sds_clip_rows,
-                      selected_lambdas, summarize)
+from .figures import (STYLE, figure_compositional, figure_grad_norms, figure_lambda, figure_lowshot, figure_shift,
+                      figure_teacher, figure_training)
+from .reports import (clip_td_domain_rows, clip_td_rows, read_curves, read_grad_norms, sds_clip_diagnostics,
+                      sds_clip_rows, selected_lambdas, summarize)
 from .tables import clip_td_domain_table, clip_td_tables, sds_clip_tables, sds_diagnostics_table
 
 def headline(sds: pd.DataFrame, ctd: pd.DataFrame) -> dict:
@@ -96,6 +96,9 @@ def aggregate(metrics_root: str | Path, model_dirs: list[str | Path], out: str |
     diagnostics = sds_clip_diagnostics([Path(d) for d in model_dirs])
     if not diagnostics.empty:
         sds_diagnostics_table(diagnostics, out / "tables")
+    norms = read_grad_norms([Path(d) for d in model_dirs])
+    if not norms.empty:
+        figures += figure_grad_norms(norms, out / "figures")
     curves = read_curves([Path(d) for d in model_dirs])
     if curves:
         figures += figure_training(curves, out / "figures")

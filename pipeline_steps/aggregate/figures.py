@@ -1,5 +1,5 @@
 """The papers' figures (PNG + SVG): low-shot curves, domain-shift bars, compositional bars, the lambda
-sweep, the teacher against CLIP, training curves."""
+sweep, the teacher against CLIP, SDS-CLIP's gradient norms, training curves."""
 
 from __future__ import annotations
 
@@ -201,6 +201,38 @@ def figure_teacher(rows: pd.DataFrame, teacher_reports: dict[str, dict], out: Pa
     ax.set_title("Diffusion teacher vs CLIP on Winoground (95% CI)")
     _legend_below(fig, ax, len(names))
     return _save(fig, out, "teacher_vs_clip")
+
+
+def figure_grad_norms(norms: pd.DataFrame, out: Path) -> list[Path]:
+    """Per backbone, the L_CLIP gradient norm at the trained LayerNorms against lambda times L_SDS's,
+    over training steps (mean over seeds): where the two meet, L_SDS moves the update as much as
+    L_CLIP; L_SDS's norm at h_w, which L_CLIP does not reach, in a second panel."""
+    import matplotlib.pyplot as plt
+
+    backbones = sorted(set(norms["backbone"]))
+    fig, axes = plt.subplots(1, 2 * len(backbones), figsize=(7.2 * len(backbones), 3.2), squeeze=False,
+                             layout="constrained")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, backbone in enumerate(backbones):
+        ln_ax, h_w_ax = axes[0][2 * i], axes[0][2 * i + 1]
+        part = norms[norms["backbone"] == backbone]
+        for colour, lam in zip(colours * 4, sorted(set(part["lambda"]))):
+            mean = part[part["lambda"] == lam].groupby(["norm", "step"])["value"].mean()
+            if "grad_norm_clip_ln" in mean:
+                ln_ax.plot(mean["grad_norm_clip_ln"], color=colour, label=f"λ = {lam:g}: L_CLIP")
+            if "grad_norm_sds_ln" in mean:
+                ln_ax.plot(lam * mean["grad_norm_sds_ln"], color=colour, linestyle="--",
+                           label=f"λ = {lam:g}: λ × L_SDS")
+            if "grad_norm_sds_h_w" in mean:
+                h_w_ax.plot(mean["grad_norm_sds_h_w"], color=colour, label=f"λ = {lam:g}")
+        ln_ax.set_title(f"{backbone}: gradient norms at the LayerNorms")
+        h_w_ax.set_title(f"{backbone}: L_SDS gradient norm at h_w")
+        for ax in (ln_ax, h_w_ax):
+            ax.set_yscale("log")
+            ax.set_xlabel("training step")
+            ax.set_ylabel("gradient norm (L2, mean over seeds)")
+            ax.legend(fontsize=7)
+    return _save(fig, out, "sds_clip_grad_norms")
 
 
 def figure_training(curves: dict[str, pd.DataFrame], out: Path) -> list[Path]:

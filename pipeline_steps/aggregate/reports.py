@@ -126,7 +126,7 @@ def sds_clip_diagnostics(model_dirs: list[Path]) -> pd.DataFrame:
             continue
         summary = json.loads(summary_file.read_text())
         norms = {}
-        for name in ("grad_norm_clip_ln", "grad_norm_sds_ln", "grad_norm_sds_h_w"):
+        for name in GRAD_NORMS:
             tsv = d / "dvclive" / "plots" / "metrics" / "train" / f"{name}.tsv"
             norms[name] = float(pd.read_csv(tsv, sep="\t")[name].median()) if tsv.is_file() else np.nan
         diag = summary.get("teacher_diagnostics") or {}
@@ -136,6 +136,26 @@ def sds_clip_diagnostics(model_dirs: list[Path]) -> pd.DataFrame:
                      **{f"teacher_{image}_{k}": v for image in ("real", "h_w")
                         for k, v in diag.get(image, {}).items()}})
     return pd.DataFrame(rows)
+
+
+GRAD_NORMS = ("grad_norm_clip_ln", "grad_norm_sds_ln", "grad_norm_sds_h_w")
+
+
+def read_grad_norms(model_dirs: list[Path]) -> pd.DataFrame:
+    """Per logged step of every SDS-CLIP run with lambda > 0: the L_CLIP and L_SDS gradient norms
+    (dvclive), one row each, with the run's backbone, lambda and seed."""
+    frames = []
+    for d in model_dirs:
+        run = parse_sds_run(d.name)
+        if run is None or run.is_base or not run.lam:
+            continue
+        for name in GRAD_NORMS:
+            tsv = d / "dvclive" / "plots" / "metrics" / "train" / f"{name}.tsv"
+            if tsv.is_file():
+                df = pd.read_csv(tsv, sep="\t")
+                frames.append(pd.DataFrame({"backbone": run.backbone, "lambda": run.lam, "seed": run.seed,
+                                            "norm": name, "step": df["step"], "value": df[name]}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def read_curves(model_dirs: list[Path]) -> dict[str, pd.DataFrame]:
