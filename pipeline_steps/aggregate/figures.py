@@ -227,8 +227,8 @@ def figure_grad_norms(norms: pd.DataFrame, out: Path) -> list[Path]:
                 h_w_ax.plot(mean["grad_norm_sds_h_w"], color=colour, label=f"λ = {lam:g}")
         ln_ax.set_title(f"{backbone}: gradient norms at the LayerNorms")
         h_w_ax.set_title(f"{backbone}: L_SDS gradient norm at h_w")
+        ln_ax.set_yscale("log")  # the two losses' norms differ by ~30x before lambda
         for ax in (ln_ax, h_w_ax):
-            ax.set_yscale("log")
             ax.set_xlabel("training step")
             ax.set_ylabel("gradient norm (L2, mean over seeds)")
             ax.legend(fontsize=7)
