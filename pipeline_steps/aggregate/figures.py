@@ -216,7 +216,8 @@ def figure_grad_norms(norms: pd.DataFrame, out: Path) -> list[Path]:
     for i, backbone in enumerate(backbones):
         ln_ax, h_w_ax = axes[0][2 * i], axes[0][2 * i + 1]
         part = norms[norms["backbone"] == backbone]
-        for colour, lam in zip(colours * 4, sorted(set(part["lambda"]))):
+        for j, lam in enumerate(sorted(set(part["lambda"]))):
+            colour = colours[j % len(colours)]  # one colour per lambda in both panels
             mean = part[part["lambda"] == lam].groupby(["norm", "step"])["value"].mean()
             if "grad_norm_clip_ln" in mean:
                 ln_ax.plot(mean["grad_norm_clip_ln"], color=colour, label=f"λ = {lam:g}: L_CLIP")
