@@ -93,10 +93,10 @@ def aggregate(metrics_root: str | Path, model_dirs: list[str | Path], out: str |
         low = ctd[ctd["setting"].str.match(r"full|lowshot-")].copy()
         low["fraction"] = low["setting"].map(lambda s: 1.0 if s == "full" else float(s.split("-")[1]) / 100)
         low.to_csv(out / "plots" / "clip_td_lowshot.csv", index=False)
-    diagnostics = sds_clip_diagnostics([Path(d) for d in model_dirs])
+    norms = read_grad_norms([Path(d) for d in model_dirs])
+    diagnostics = sds_clip_diagnostics([Path(d) for d in model_dirs], norms)
     if not diagnostics.empty:
         sds_diagnostics_table(diagnostics, out / "tables")
-    norms = read_grad_norms([Path(d) for d in model_dirs])
     if not norms.empty:
         figures += figure_grad_norms(norms, out / "figures")
     curves = read_curves([Path(d) for d in model_dirs])

@@ -114,36 +114,12 @@ def summarize(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return out
 
 
-def sds_clip_diagnostics(model_dirs: list[Path]) -> pd.DataFrame:
-    """One row per SDS-CLIP run with lambda > 0: the medians over logged steps of the L_CLIP and L_SDS
-    gradient norms at the LayerNorms (and their ratio, the lambda at which both weigh the same), h_w's
-    gradient norm and fit, and whether the teacher reads the caption on h_w(f(x)) as on the real image."""
-    rows = []
-    for d in model_dirs:
-        run = parse_sds_run(d.name)
-        summary_file = d / "train_summary.json"
-        if run is None or run.is_base or not run.lam or not summary_file.is_file():
-            continue
-        summary = json.loads(summary_file.read_text())
-        norms = {}
-        for name in GRAD_NORMS:
-            tsv = d / "dvclive" / "plots" / "metrics" / "train" / f"{name}.tsv"
-            norms[name] = float(pd.read_csv(tsv, sep="\t")[name].median()) if tsv.is_file() else np.nan
-        diag = summary.get("teacher_diagnostics") or {}
-        rows.append({"run": d.name, "backbone": run.backbone, "lambda": run.lam, "seed": run.seed, **norms,
-                     "norm_ratio_clip_over_sds": norms["grad_norm_clip_ln"] / norms["grad_norm_sds_ln"],
-                     "h_w_init": summary.get("h_w_init"), "h_w_fit_r2": summary.get("h_w_fit_r2", np.nan),
-                     **{f"teacher_{image}_{k}": v for image in ("real", "h_w")
-                        for k, v in diag.get(image, {}).items()}})
-    return pd.DataFrame(rows)
-
-
 GRAD_NORMS = ("grad_norm_clip_ln", "grad_norm_sds_ln", "grad_norm_sds_h_w")
 
 
 def read_grad_norms(model_dirs: list[Path]) -> pd.DataFrame:
     """Per logged step of every SDS-CLIP run with lambda > 0: the L_CLIP and L_SDS gradient norms
-    (dvclive), one row each, with the run's backbone, lambda and seed."""
+    (dvclive), one row each, with the run's name, backbone, lambda and seed."""
     frames = []
     for d in model_dirs:
         run = parse_sds_run(d.name)
@@ -153,9 +129,32 @@ def read_grad_norms(model_dirs: list[Path]) -> pd.DataFrame:
             tsv = d / "dvclive" / "plots" / "metrics" / "train" / f"{name}.tsv"
             if tsv.is_file():
                 df = pd.read_csv(tsv, sep="\t")
-                frames.append(pd.DataFrame({"backbone": run.backbone, "lambda": run.lam, "seed": run.seed,
-                                            "norm": name, "step": df["step"], "value": df[name]}))
+                frames.append(pd.DataFrame({"run": d.name, "backbone": run.backbone, "lambda": run.lam,
+                                            "seed": run.seed, "norm": name, "step": df["step"], "value": df[name]}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def sds_clip_diagnostics(model_dirs: list[Path], grad_norms: pd.DataFrame) -> pd.DataFrame:
+    """One row per SDS-CLIP run with lambda > 0: the medians over logged steps of the L_CLIP and L_SDS
+    gradient norms at the LayerNorms (``grad_norms``, from read_grad_norms; and their ratio, the lambda at
+    which both weigh the same), h_w's gradient norm and fit, and whether the teacher reads the caption on
+    h_w(f(x)) as on the real image."""
+    medians = grad_norms.groupby(["run", "norm"])["value"].median() if not grad_norms.empty else pd.Series()
+    rows = []
+    for d in model_dirs:
+        run = parse_sds_run(d.name)
+        summary_file = d / "train_summary.json"
+        if run is None or run.is_base or not run.lam or not summary_file.is_file():
+            continue
+        summary = json.loads(summary_file.read_text())
+        norms = {name: float(medians.get((d.name, name), np.nan)) for name in GRAD_NORMS}
+        diag = summary.get("teacher_diagnostics") or {}
+        rows.append({"run": d.name, "backbone": run.backbone, "lambda": run.lam, "seed": run.seed, **norms,
+                     "norm_ratio_clip_over_sds": norms["grad_norm_clip_ln"] / norms["grad_norm_sds_ln"],
+                     "h_w_init": summary.get("h_w_init"), "h_w_fit_r2": summary.get("h_w_fit_r2", np.nan),
+                     **{f"teacher_{image}_{k}": v for image in ("real", "h_w")
+                        for k, v in diag.get(image, {}).items()}})
+    return pd.DataFrame(rows)
 
 
 def read_curves(model_dirs: list[Path]) -> dict[str, pd.DataFrame]:
